@@ -4,3 +4,4 @@
 //! the A/B slot store with trial boot and automatic revert, tensor-aware deltas between
 //! `.vplan` versions, tier targeting and deterministic cohorts, and the repository tools.
 #![forbid(unsafe_code)]
+pub mod tuf;
