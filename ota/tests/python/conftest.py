@@ -52,7 +52,8 @@ def make_repo(server, request):
 
     def make(**kw) -> Repo:
         counter["n"] += 1
-        name = f"{request.node.name}-{counter['n']}".replace("[", "_").replace("]", "_")
+        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in request.node.name)
+        name = f"{safe[:60]}-{counter['n']}"
         return Repo(server, name, **kw)
 
     return make

@@ -15,6 +15,7 @@ from tuf.api.metadata import MetaFile, TargetFile
 
 
 def fail_with(client, rc: int, *needles: str) -> None:
+    print("STDERR:", client.last_stderr.strip())
     assert rc == 1, f"expected failure, got rc={rc}; stderr={client.last_stderr!r}"
     for n in needles:
         assert n in client.last_stderr, f"{n!r} not in stderr: {client.last_stderr!r}"
@@ -145,10 +146,12 @@ def test_root_rotation_needs_new_threshold(repo, client):
     repo.rotate_root(lambda r: r.replace_keys("root", [k2, k3], threshold=2))
     repo.publish_all()
     ok(client, client.refresh())
-    # v3 signed by only one of the two keys: threshold 2 of the new root is not met.
+    # v3 moves to keys k4, k5 (threshold 2): signed by both old keys but only one new key.
+    k4, k5 = new_signer(), new_signer()
     repo.root.signed.version += 1
-    repo.write("3.root.json", repo.sign(repo.root, [k2]))
-    fail_with(client, client.refresh(), "signature threshold not met", "1 of 2")
+    repo.replace_keys("root", [k4, k5], threshold=2)
+    repo.write("3.root.json", repo.sign(repo.root, [k2, k3, k4]))
+    fail_with(client, client.refresh(), "root (by its own keys): signature threshold not met", "1 of 2")
     assert client.trusted_version("root") == 2
 
 

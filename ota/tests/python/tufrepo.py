@@ -261,7 +261,8 @@ class Repo:
         pmd.delegations.roles[name] = role
         pmd.add_key(signer.public_key, name)
         self.signers[name] = [signer]
-        self.delegated[name] = Metadata(Targets(expires=in_days(30)))
+        if name not in self.delegated:
+            self.delegated[name] = Metadata(Targets(expires=in_days(30)))
 
     def delegate_succinct(self, bit_length: int, prefix: str) -> list[str]:
         signer = new_signer(self.keytype)
