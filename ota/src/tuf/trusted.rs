@@ -275,19 +275,17 @@ impl TrustedSet {
     }
 
     /// Spec 5.6: admits targets metadata of `role`, delegated by `delegator` (`"root"`
-    /// for the top-level `targets`), matching the snapshot's length and hashes (skipped
-    /// for `from_local_store`), signed by the delegator's threshold for it, with the
-    /// exact version the snapshot states, unexpired.
-    pub fn update_targets(&mut self, bytes: &[u8], role: &str, delegator: &str, from_local_store: bool) -> Result<(), TufError> {
+    /// for the top-level `targets`), matching the snapshot's length and hashes (also
+    /// when read from the local store: the snapshot pins the content), signed by the
+    /// delegator's threshold for it, with the exact version the snapshot states, unexpired.
+    pub fn update_targets(&mut self, bytes: &[u8], role: &str, delegator: &str) -> Result<(), TufError> {
         let snap = self.check_final_snapshot()?;
         let file = format!("{role}.json");
         let meta = snap.meta.get(&file).ok_or_else(|| TufError::Missing {
             what: file.clone(),
             reason: format!("snapshot does not list {file:?}"),
         })?;
-        if !from_local_store {
-            meta.verify(&file, bytes)?;
-        }
+        meta.verify(&file, bytes)?;
         let md = Metadata::parse(bytes, &file)?;
         expect_type(&md, "targets")?;
         let Signed::Targets(new) = &md.signed else { return unreachable_type() };

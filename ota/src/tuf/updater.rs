@@ -59,7 +59,7 @@ pub struct Limits {
     pub max_targets_length: u64,
     /// Most root versions fetched in one update.
     pub max_root_rotations: u64,
-    /// Most targets roles visited while searching for one target.
+    /// Most delegated targets roles visited while searching for one target.
     pub max_delegations: usize,
 }
 
@@ -205,7 +205,7 @@ impl<R: Remote, S: Store> Updater<R, S> {
         }
         let store_name = quote(role);
         if let Some(local) = self.store.load(&store_name)
-            && self.trusted.update_targets(&local, role, delegator, true).is_ok()
+            && self.trusted.update_targets(&local, role, delegator).is_ok()
         {
             return Ok(());
         }
@@ -222,19 +222,19 @@ impl<R: Remote, S: Store> Updater<R, S> {
             format!("{}.json", quote(role))
         };
         let data = self.remote.fetch(FetchKind::Metadata, &name, max).map_err(|e| fetch_err(&name, max, e))?;
-        self.trusted.update_targets(&data, role, delegator, false)?;
+        self.trusted.update_targets(&data, role, delegator)?;
         self.persist(&store_name, &data)
     }
 
     /// Finds the trusted description of `target` (spec 5.6.7): a pre-order depth-first
-    /// search of the delegation graph from the top-level targets, visiting at most
-    /// `max_delegations` roles, each role once, stopping below a terminating
+    /// search of the delegation graph from the top-level targets, visiting the top-level
+    /// targets and at most `max_delegations` delegated roles, each role once, stopping below a terminating
     /// delegation that covers the path.
     pub fn target_info(&mut self, target: &str) -> Result<TargetFile, TufError> {
         self.refresh()?;
         let mut stack: Vec<(String, String)> = vec![("targets".into(), "root".into())];
         let mut visited: BTreeSet<String> = BTreeSet::new();
-        let mut budget = self.limits.max_delegations;
+        let mut budget = self.limits.max_delegations.saturating_add(1);
         while budget > 0 {
             let Some((role, parent)) = stack.pop() else { break };
             if visited.contains(&role) {

@@ -205,6 +205,20 @@ def test_targets_rollback_in_snapshot(repo, client):
     assert client.trusted_version("targets") == repo.targets.signed.version
 
 
+def test_delegated_targets_rollback_in_snapshot(repo, client):
+    repo.delegate("targets", "A", paths=["*"])
+    repo.add_target("a.txt", b"a", role="A")
+    repo.publish_all()
+    repo.publish_all(roles=["A"])
+    ok(client, client.download("a.txt"))
+    trusted_a = client.trusted_version("A")
+    assert trusted_a == repo.delegated["A"].signed.version
+    repo.snapshot.signed.meta["A.json"] = MetaFile(version=trusted_a - 1)
+    repo.publish_snapshot()
+    repo.publish_timestamp()
+    fail_with(client, client.refresh(), "A.json version in snapshot rollback")
+
+
 @pytest.mark.parametrize("role", ["timestamp", "snapshot", "targets"])
 def test_expired_metadata_is_refused(repo, client, role):
     ok(client, client.refresh())
