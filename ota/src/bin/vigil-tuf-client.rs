@@ -199,7 +199,7 @@ fn http_get(url: &str, max_len: u64) -> Result<Vec<u8>, FetchError> {
     let timeout = Some(Duration::from_secs(30));
     s.set_read_timeout(timeout).map_err(|e| other(e.to_string()))?;
     s.set_write_timeout(timeout).map_err(|e| other(e.to_string()))?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\nAccept-Encoding: identity\r\n\r\n");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\nAccept-Encoding: identity\r\nUser-Agent: vigil-tuf-client/{}\r\n\r\n", env!("CARGO_PKG_VERSION"));
     s.write_all(req.as_bytes()).map_err(|e| other(format!("send: {e}")))?;
 
     // Headers.

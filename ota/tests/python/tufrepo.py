@@ -57,7 +57,7 @@ class Server:
 
     def __init__(self, base: Path) -> None:
         self.base = base
-        self.requests: list[str] = []
+        self.requests: list[str] = []  # paths requested by vigil-tuf-client only
         self.endless: set[str] = set()
         outer = self
 
@@ -66,7 +66,8 @@ class Server:
                 super().__init__(*a, directory=str(base), **kw)
 
             def do_GET(self):  # noqa: N802
-                outer.requests.append(self.path)
+                if self.headers.get("User-Agent", "").startswith("vigil-tuf-client"):
+                    outer.requests.append(self.path)
                 if self.path in outer.endless:
                     self.send_response(200)
                     self.send_header("Content-Type", "application/octet-stream")
@@ -285,16 +286,22 @@ class Repo:
 
 
 class Client:
-    """Runs vigil-tuf-client with its own metadata and target directories."""
+    """Runs vigil-tuf-client with its own metadata and target directories, and beside it
+    the reference client (python-tuf's ngclient) on a twin pair of directories, so every
+    test also checks that both clients reach the same accept/reject decision."""
 
     def __init__(self, binary: str, workdir: Path, repo: Repo) -> None:
         self.binary = binary
         self.repo = repo
         self.metadata_dir = workdir / "client-metadata"
         self.target_dir = workdir / "client-targets"
-        self.metadata_dir.mkdir(parents=True, exist_ok=True)
-        self.target_dir.mkdir(parents=True, exist_ok=True)
+        self.ref_metadata_dir = workdir / "reference-metadata"
+        self.ref_target_dir = workdir / "reference-targets"
+        for d in (self.metadata_dir, self.target_dir, self.ref_metadata_dir, self.ref_target_dir):
+            d.mkdir(parents=True, exist_ok=True)
         self.last_stderr = ""
+        self.ref_error: str | None = None  # None: the reference client succeeded
+        self.reference_divergence: str | None = None  # set by tests where vigil is stricter on purpose
 
     def _run(self, *args: str) -> int:
         cmd = [self.binary, "--metadata-dir", str(self.metadata_dir), *args]
@@ -302,15 +309,40 @@ class Client:
         self.last_stderr = p.stderr
         return p.returncode
 
+    def _reference(self, names: list[str] | None) -> None:
+        from tuf.ngclient import Updater
+
+        try:
+            up = Updater(
+                metadata_dir=str(self.ref_metadata_dir),
+                metadata_base_url=self.repo.metadata_url,
+                target_dir=str(self.ref_target_dir),
+                target_base_url=self.repo.targets_url,
+            )
+            up.refresh()
+            for n in names or []:
+                info = up.get_targetinfo(n)
+                if info is None:
+                    raise LookupError(f"target {n} not found")
+                if up.find_cached_target(info) is None:
+                    up.download_target(info)
+            self.ref_error = None
+        except Exception as e:  # noqa: BLE001 - any failure is the reference's decision
+            self.ref_error = f"{type(e).__name__}: {e}"
+
     def init(self, root: bytes | None = None) -> int:
+        data = root if root is not None else self.repo.initial_root()
+        (self.ref_metadata_dir / "root.json").write_bytes(data)
         path = self.metadata_dir.parent / "initial-root.json"
-        path.write_bytes(root if root is not None else self.repo.initial_root())
+        path.write_bytes(data)
         return self._run("init", str(path))
 
     def refresh(self) -> int:
+        self._reference(None)
         return self._run("--metadata-url", self.repo.metadata_url, "refresh")
 
     def download(self, *names: str) -> int:
+        self._reference(list(names))
         args = ["--metadata-url", self.repo.metadata_url]
         for n in names:
             args += ["--target-name", n]
