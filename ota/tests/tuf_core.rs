@@ -600,6 +600,27 @@ fn delegations_search_is_ordered_terminating_and_bounded() {
 }
 
 #[test]
+fn custom_target_metadata_is_readable() {
+    let mut repo = Repo::new(false);
+    repo.targets.insert(
+        "m.vplan".into(),
+        json!({"length": 1, "hashes": hashes(b"m"), "custom": {"tier": {"accelerator": "cuda"}, "rollout": 10}}),
+    );
+    repo.files.insert("targets/m.vplan".into(), b"m".to_vec());
+    repo.publish();
+    let mut dev = Device::new(&repo);
+    let remote = MemRemote { files: repo.files.clone(), log: Vec::new() };
+    let mut up = Updater::new(remote, dev.store.clone(), NOW, Limits::default()).unwrap();
+    let info = up.target_info("m.vplan").unwrap();
+    let custom: Value = info.custom().unwrap().into();
+    assert_eq!(custom["tier"]["accelerator"], "cuda");
+    assert_eq!(custom["rollout"], 10);
+    assert_eq!(up.download_target(&info).unwrap(), b"m");
+    dev.store = up.into_parts().1;
+    assert!(dev.version("targets").is_some());
+}
+
+#[test]
 fn ecdsa_key_verifies_and_wrong_signature_fails() {
     let k = p256_key(7);
     let pk = PublicKey::from_json(&Json::parse(&serde_json::to_vec(&k.json).unwrap()).unwrap(), "key").unwrap();

@@ -119,6 +119,20 @@ impl Json {
     }
 }
 
+impl From<&Json> for serde_json::Value {
+    /// For reading `custom` target metadata with serde (member order is not kept).
+    fn from(v: &Json) -> Self {
+        match v {
+            Json::Null => serde_json::Value::Null,
+            Json::Bool(b) => serde_json::Value::Bool(*b),
+            Json::Int(n) => serde_json::Value::from(*n),
+            Json::Str(s) => serde_json::Value::String(s.clone()),
+            Json::Array(a) => serde_json::Value::Array(a.iter().map(Into::into).collect()),
+            Json::Object(m) => serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), v.into())).collect()),
+        }
+    }
+}
+
 fn write_canonical_str(s: &str, out: &mut String) {
     out.push('"');
     for c in s.chars() {

@@ -1,7 +1,8 @@
 //! TUF 1.0 client verification core (The Update Framework, specification 1.0.x).
 //!
 //! No I/O happens in this module: metadata bytes and an update start time go in,
-//! decisions come out. [`updater::Updater`] drives the client workflow of the
+//! decisions come out (the one exception is [`transport`], the file and HTTP adapters
+//! the binary and the device use, kept apart from the checks). [`updater::Updater`] drives the client workflow of the
 //! specification's section 5 over a [`updater::Remote`] (fetch with a length cap) and a
 //! [`updater::Store`] (trusted metadata by role name) supplied by the caller; the
 //! `vigil-tuf-client` binary supplies HTTP and a directory.
@@ -18,6 +19,7 @@ pub mod error;
 pub mod json;
 pub mod keys;
 pub mod metadata;
+pub mod transport;
 pub mod trusted;
 pub mod updater;
 
