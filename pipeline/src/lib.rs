@@ -7,3 +7,6 @@
 //!
 //! Rules of the hot path: no allocation after start-up, no blocking lock, no I/O,
 //! no unbounded loop. Slow work reaches it only through bounded lock-free queues.
+#![forbid(unsafe_code)]
+
+pub mod perception;
