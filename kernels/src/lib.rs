@@ -13,3 +13,4 @@ pub mod cpu_ref;
 pub mod ir;
 pub mod plan;
 pub mod quant;
+pub mod synth;

@@ -455,8 +455,9 @@ impl Op {
 ///
 /// 1. Source coordinate in 1/256 pixel, half-pixel centres (as OpenCV `INTER_LINEAR` and
 ///    PyTorch `align_corners=False`):
-///    `sx = clamp(((2x + 1) * src_w * 128) / dst_w - 128, 0, (src_w - 1) * 256)` (floor
-///    division of non-negative integers), the same for `sy`.
+///    `sx = clamp(((2x + 1) * src_w * 128 + dst_w / 2) / dst_w - 128, 0, (src_w - 1) * 256)`
+///    (floor division of non-negative integers, i.e. rounded to the nearest 1/256), the same
+///    for `sy`. Within 1.5 grey levels of the exact float bilinear.
 /// 2. `x0 = sx >> 8`, `fx = sx & 255`, `x1 = min(x0 + 1, src_w - 1)`; likewise `y0, fy, y1`.
 /// 3. `top = p[y0][x0] * (256 - fx) + p[y0][x1] * fx`, `bot` likewise on row `y1`;
 ///    `v = (top * (256 - fy) + bot * fy + 32768) >> 16`, a `u8`.
