@@ -14,3 +14,4 @@ pub mod ir;
 pub mod plan;
 pub mod quant;
 pub mod synth;
+pub mod vplan;
