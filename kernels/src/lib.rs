@@ -8,6 +8,10 @@
 //! with a per-output-channel scale; bias i32; requantisation per output channel by a
 //! fixed-point multiplier and shift.
 
+pub mod backend;
 pub mod cpu_ref;
 pub mod ir;
+pub mod plan;
 pub mod quant;
+pub mod synth;
+pub mod vplan;

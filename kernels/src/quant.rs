@@ -10,7 +10,10 @@
 //! 4. `z = rounding_divide_by_pot(y, right)` (round half away from zero).
 
 /// A fixed-point multiplier: `real ≈ multiplier * 2^(shift - 31)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+///
+/// `#[repr(C)]` (two little-endian i32) so plans store arrays of it in their constant blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
+#[repr(C)]
 pub struct Requant {
     /// Q31 mantissa in `[2^30, 2^31)`, or 0.
     pub multiplier: i32,
