@@ -347,7 +347,8 @@ fn run_op(avx2: bool, plan: &Plan, op: &Op, prep: &Prep, arena: &mut [i8], pool:
             });
         }
         (Op::Concat { inputs, .. }, Prep::ConcatTables(tables)) => {
-            let srcs: [Option<(&[i8], usize, &[i8; 256])>; 8] = std::array::from_fn(|i| {
+            type Src<'a> = Option<(&'a [i8], usize, &'a [i8; 256])>;
+            let srcs: [Src<'_>; 8] = std::array::from_fn(|i| {
                 let d = plan.tensor(*inputs.get(i)?);
                 Some((rd.get(d), d.c as usize, &tables[i]))
             });

@@ -228,7 +228,7 @@ impl<S: Send + 'static> Drop for Pool<S> {
 /// (`k2` even); `w` holds, per block of 8 channels, `k2 / 2` groups of 8 channel pairs:
 /// `w[(b * k2 / 2 + kp) * 16 + 2 * c + e]` is the weight of channel `8b + c` at `k = 2kp + e`.
 pub fn gemm_4xn(avx2: bool, cols: &[i16], k2: usize, w: &[i16], blocks: usize, acc: &mut [i32]) {
-    assert!(k2 % 2 == 0 && cols.len() >= 4 * k2 && w.len() >= blocks * k2 * 8 && acc.len() >= 4 * blocks * 8, "gemm_4xn: bad slice lengths");
+    assert!(k2.is_multiple_of(2) && cols.len() >= 4 * k2 && w.len() >= blocks * k2 * 8 && acc.len() >= 4 * blocks * 8, "gemm_4xn: bad slice lengths");
     #[cfg(target_arch = "x86_64")]
     if avx2 && has_avx2() {
         // SAFETY: AVX2 is present; lengths were checked above and the kernel reads and writes
@@ -453,7 +453,7 @@ mod tests {
     fn requant_extremes() {
         let xs = [i32::MIN, i32::MAX, -1, 0, 1, 1 << 30, -(1 << 30), 12345, -54321, i32::MIN + 1, 7, -7, 1 << 24, -(1 << 24), 3, -3];
         for &(m, s) in &[(1 << 30, 1), (i32::MAX, 30), (1 << 30, -31), (1_500_000_000, -5), (0, 0), (1 << 30, 10)] {
-            let q = RequantVec { bias: vec![0; 16], mult: vec![m; 16], left: vec![(s as i32).max(0); 16], right: vec![(-(s as i32)).max(0); 16] };
+            let q = RequantVec { bias: vec![0; 16], mult: vec![m; 16], left: vec![s.max(0); 16], right: vec![(-s).max(0); 16] };
             let mut fast = vec![0i8; 16];
             let mut slow = vec![0i8; 16];
             requant(true, &xs, &q, 3, -128, 127, &mut fast);
