@@ -7,11 +7,19 @@
 //! point; convolution weights OHWI int8 (`[out_c][kh][kw][in_c / groups]`), symmetric,
 //! with a per-output-channel scale; bias i32; requantisation per output channel by a
 //! fixed-point multiplier and shift.
+//!
+//! `unsafe` code lives only in the private `sys` module (AVX2 intrinsics, the worker pool);
+//! the rest of the crate is `#![deny(unsafe_code)]`.
+
+#![deny(unsafe_code)]
 
 pub mod backend;
+pub mod cpu;
 pub mod cpu_ref;
 pub mod ir;
 pub mod plan;
 pub mod quant;
 pub mod synth;
+#[allow(unsafe_code)] // The one module with unsafe code: SIMD intrinsics and the thread pool.
+mod sys;
 pub mod vplan;

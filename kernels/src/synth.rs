@@ -182,7 +182,7 @@ pub fn random_plan(seed: u64) -> Plan {
             }
             2 => {
                 // Depthwise or grouped.
-                let groups = if g.rng.random_range(0..2) == 0 { x.c } else { (1..=x.c).filter(|d| x.c % d == 0).last().unwrap_or(1) };
+                let groups = if g.rng.random_range(0..2) == 0 { x.c } else { (1..=x.c).rev().find(|d| x.c.is_multiple_of(*d)).unwrap_or(1) };
                 let mult = g.rng.random_range(1..=2);
                 let k = [3, 5][g.rng.random_range(0..2)];
                 let pad = g.rng.random_range(0..k).min(k / 2 + 1);

@@ -1,0 +1,503 @@
+//! `cpu`: the fast CPU backend. AVX2 (detected at run time) with a portable fallback,
+//! multi-threaded over output rows on a fixed pool started at prepare, and byte-identical to
+//! [`crate::cpu_ref`] on every op.
+//!
+//! * Convolutions (dense and grouped): per tile of 4 output pixels, an im2col of `x - zp` as
+//!   i16, then a 4 x 16 `vpmaddwd` micro-kernel over weights packed at prepare, then vector
+//!   requantisation. i16 products are exact (`|x - zp| <= 255`, `|w| <= 128`), and i32
+//!   wrapping sums are order-independent, so the result equals the reference bit for bit.
+//! * Depthwise convolutions: channel-vectorised multiply-accumulate.
+//! * Add and Concat: the requantisation of int8 inputs has at most 256 x 256 (Add) or 256
+//!   (Concat) distinct inputs, so prepare tabulates the reference function and run looks up.
+//! * MaxPool, ResizeNearest, Lut, preprocessing: row-parallel loops compiled with AVX2.
+//! * Peak decode: the reference function (allocation-free with the prepared scratch).
+//!
+//! `run` does not allocate: every buffer is sized at prepare (a counting-allocator test checks).
+
+use std::ops::Range;
+
+use crate::backend::{Backend, BackendError, check_run_args};
+use crate::cpu_ref;
+use crate::plan::{Candidate, Candidates, Op, Plan, TensorDesc};
+use crate::sys::{self, Pool, RequantVec};
+
+/// The fast CPU backend.
+#[derive(Clone, Debug)]
+pub struct Cpu {
+    threads: usize,
+    avx2: bool,
+}
+
+impl Cpu {
+    /// A backend using `threads` threads (at least 1) and AVX2 when the CPU has it.
+    pub fn new(threads: usize) -> Cpu {
+        Cpu { threads: threads.max(1), avx2: sys::has_avx2() }
+    }
+
+    /// The same with SIMD disabled: the portable path (for tests and comparison).
+    pub fn portable(threads: usize) -> Cpu {
+        Cpu { threads: threads.max(1), avx2: false }
+    }
+
+    /// Whether the AVX2 path is in use.
+    pub fn uses_avx2(&self) -> bool {
+        self.avx2
+    }
+}
+
+impl Default for Cpu {
+    fn default() -> Cpu {
+        Cpu::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+}
+
+/// Per-thread scratch.
+#[derive(Debug)]
+struct Scratch {
+    cols: Vec<i16>,
+    acc: Vec<i32>,
+}
+
+#[derive(Debug)]
+enum Prep {
+    Gemm { k2: usize, blocks: usize, packed: Vec<Vec<i16>>, rq: Vec<RequantVec> },
+    Depthwise { taps: Vec<i32>, rq: RequantVec },
+    AddTable(Vec<i8>),
+    ConcatTables(Vec<[i8; 256]>),
+    Plain,
+}
+
+/// A plan prepared by [`Cpu`].
+#[derive(Debug)]
+pub struct CpuPrepared {
+    plan: Plan,
+    max_batch: usize,
+    ops: Vec<Prep>,
+    arena: Vec<i8>,
+    pool: Pool<Scratch>,
+    peaks: Vec<Candidate>,
+    xs: Vec<(usize, usize, u32)>,
+    ys: Vec<(usize, usize, u32)>,
+}
+
+impl CpuPrepared {
+    /// The arena after the last frame run: every tensor at its offset (for layer-by-layer
+    /// comparison with `cpu-ref`).
+    pub fn arena(&self) -> &[i8] {
+        &self.arena
+    }
+
+    /// Threads in the pool (including the caller).
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+}
+
+fn requant_vec(bias: &[i32], rq: &[crate::quant::Requant], n: usize) -> RequantVec {
+    let mut v = RequantVec { bias: vec![0; n], mult: vec![0; n], left: vec![0; n], right: vec![0; n] };
+    for (j, (b, r)) in bias.iter().zip(rq).enumerate().take(n) {
+        v.bias[j] = *b;
+        v.mult[j] = r.multiplier;
+        v.left[j] = r.shift.max(0);
+        v.right[j] = (-r.shift).max(0);
+    }
+    v
+}
+
+fn prepare_op(plan: &Plan, op: &Op) -> Prep {
+    match op {
+        Op::Conv(c) => {
+            let v = plan.conv_view(c).expect("validated plan");
+            let g = v.geom;
+            let icg = g.in_c / g.groups;
+            let ocg = g.out_c / g.groups;
+            if icg == 1 && ocg == 1 {
+                let taps_n = g.kh * g.kw;
+                let mut taps = vec![0i32; taps_n * g.out_c];
+                for oc in 0..g.out_c {
+                    for t in 0..taps_n {
+                        taps[t * g.out_c + oc] = i32::from(v.weights[oc * taps_n + t]);
+                    }
+                }
+                return Prep::Depthwise { taps, rq: requant_vec(v.bias, v.requant, g.out_c) };
+            }
+            let k = g.kh * g.kw * icg;
+            let k2 = k.next_multiple_of(2);
+            let blocks = ocg.div_ceil(8);
+            let mut packed = Vec::with_capacity(g.groups);
+            let mut rq = Vec::with_capacity(g.groups);
+            for grp in 0..g.groups {
+                let mut w = vec![0i16; blocks * k2 * 8];
+                for b in 0..blocks {
+                    for kp in 0..k2 / 2 {
+                        for ch in 0..8 {
+                            for e in 0..2 {
+                                let (ol, kk) = (8 * b + ch, 2 * kp + e);
+                                if ol < ocg && kk < k {
+                                    w[(b * k2 / 2 + kp) * 16 + 2 * ch + e] = i16::from(v.weights[(grp * ocg + ol) * k + kk]);
+                                }
+                            }
+                        }
+                    }
+                }
+                packed.push(w);
+                let r = grp * ocg..(grp + 1) * ocg;
+                rq.push(requant_vec(&v.bias[r.clone()], &v.requant[r], blocks * 8));
+            }
+            Prep::Gemm { k2, blocks, packed, rq }
+        }
+        Op::Add { a, b, params, output } => {
+            let (za, zb, zo) = (plan.tensor(*a).zero_point, plan.tensor(*b).zero_point, plan.tensor(*output).zero_point);
+            let mut t = vec![0i8; 65536];
+            for x in 0..256usize {
+                for y in 0..256usize {
+                    t[x * 256 + y] = cpu_ref::add_one(params, (x as i32 - 128) as i8, za, (y as i32 - 128) as i8, zb, zo);
+                }
+            }
+            Prep::AddTable(t)
+        }
+        Op::Concat { rescale, output, .. } => {
+            let zo = plan.tensor(*output).zero_point;
+            Prep::ConcatTables(
+                rescale
+                    .iter()
+                    .map(|r| {
+                        let mut t = [0i8; 256];
+                        for (x, e) in t.iter_mut().enumerate() {
+                            *e = cpu_ref::rescale_one(r, (x as i32 - 128) as i8, zo);
+                        }
+                        t
+                    })
+                    .collect(),
+            )
+        }
+        _ => Prep::Plain,
+    }
+}
+
+/// Read access to the arena outside the output range of the op being run.
+struct Reader<'a> {
+    before: &'a [i8],
+    after: &'a [i8],
+    out: Range<usize>,
+}
+
+impl Reader<'_> {
+    fn get(&self, t: &TensorDesc) -> &[i8] {
+        let r = t.range();
+        if r.end <= self.out.start { &self.before[r] } else { &self.after[r.start - self.out.end..r.end - self.out.end] }
+    }
+}
+
+fn split_out(arena: &mut [i8], out: Range<usize>) -> (Reader<'_>, &mut [i8]) {
+    let (before, rest) = arena.split_at_mut(out.start);
+    let (o, after) = rest.split_at_mut(out.end - out.start);
+    (Reader { before, after, out }, o)
+}
+
+fn rows_per_task(rows: usize, threads: usize) -> usize {
+    if threads <= 1 { rows.max(1) } else { rows.div_ceil(4 * threads).max(1) }
+}
+
+fn run_op(avx2: bool, plan: &Plan, op: &Op, prep: &Prep, arena: &mut [i8], pool: &mut Pool<Scratch>) {
+    let od = plan.tensor(op.output());
+    let threads = pool.threads();
+    let (rd, out) = split_out(arena, od.range());
+    let (oh, ow, oc) = (od.h as usize, od.w as usize, od.c as usize);
+    let row = ow * oc;
+    let rpt = rows_per_task(oh, threads);
+    match (op, prep) {
+        (Op::Conv(c), Prep::Gemm { k2, blocks, packed, rq, .. }) => {
+            let v = plan.conv_view(c).expect("validated plan");
+            let xd = plan.tensor(c.input);
+            let x = rd.get(xd);
+            let g = v.geom;
+            let (h, w) = (xd.h as usize, xd.w as usize);
+            let (icg, ocg) = (g.in_c / g.groups, g.out_c / g.groups);
+            let (k2, blocks) = (*k2, *blocks);
+            let zp = v.input_zp as i16;
+            let (lo, hi) = (i32::from(v.act_min), i32::from(v.act_max));
+            pool.run(out, rpt * row, &|s: &mut Scratch, task, chunk| {
+                sys::with_avx2(avx2, || {
+                    let Scratch { cols, acc } = s;
+                    let rows = chunk.len() / row;
+                    for r in 0..rows {
+                        let oy = task * rpt + r;
+                        for ox0 in (0..ow).step_by(4) {
+                            for grp in 0..g.groups {
+                                for p in 0..4 {
+                                    let dst = &mut cols[p * k2..(p + 1) * k2];
+                                    let ox = ox0 + p;
+                                    if ox >= ow {
+                                        dst.fill(0);
+                                        continue;
+                                    }
+                                    let mut d = 0;
+                                    for ky in 0..g.kh {
+                                        let iy = (oy * g.stride_h + ky) as isize - g.pad[0] as isize;
+                                        for kx in 0..g.kw {
+                                            let ix = (ox * g.stride_w + kx) as isize - g.pad[1] as isize;
+                                            let seg = &mut dst[d..d + icg];
+                                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                                seg.fill(0);
+                                            } else {
+                                                let base = (iy as usize * w + ix as usize) * g.in_c + grp * icg;
+                                                for (o, &xv) in seg.iter_mut().zip(&x[base..base + icg]) {
+                                                    *o = i16::from(xv) - zp;
+                                                }
+                                            }
+                                            d += icg;
+                                        }
+                                    }
+                                    dst[d..].fill(0);
+                                }
+                                sys::gemm_4xn(avx2, cols, k2, &packed[grp], blocks, acc);
+                                let n = blocks * 8;
+                                for p in 0..4.min(ow - ox0) {
+                                    let o = r * row + (ox0 + p) * oc + grp * ocg;
+                                    sys::requant(avx2, &acc[p * n..p * n + ocg], &rq[grp], v.output_zp, lo, hi, &mut chunk[o..o + ocg]);
+                                }
+                            }
+                        }
+                    }
+                })
+            });
+        }
+        (Op::Conv(c), Prep::Depthwise { taps, rq }) => {
+            let v = plan.conv_view(c).expect("validated plan");
+            let xd = plan.tensor(c.input);
+            let x = rd.get(xd);
+            let g = v.geom;
+            let (h, w, ch) = (xd.h as usize, xd.w as usize, g.in_c);
+            let zp = v.input_zp;
+            let (lo, hi) = (i32::from(v.act_min), i32::from(v.act_max));
+            pool.run(out, rpt * row, &|s: &mut Scratch, task, chunk| {
+                sys::with_avx2(avx2, || {
+                    let acc = &mut s.acc[..ch];
+                    for r in 0..chunk.len() / row {
+                        let oy = task * rpt + r;
+                        for ox in 0..ow {
+                            acc.fill(0);
+                            for ky in 0..g.kh {
+                                let iy = (oy * g.stride_h + ky) as isize - g.pad[0] as isize;
+                                if iy < 0 || iy >= h as isize {
+                                    continue;
+                                }
+                                for kx in 0..g.kw {
+                                    let ix = (ox * g.stride_w + kx) as isize - g.pad[1] as isize;
+                                    if ix < 0 || ix >= w as isize {
+                                        continue;
+                                    }
+                                    let base = (iy as usize * w + ix as usize) * ch;
+                                    let t = &taps[(ky * g.kw + kx) * ch..(ky * g.kw + kx + 1) * ch];
+                                    for ((a, &xv), &wv) in acc.iter_mut().zip(&x[base..base + ch]).zip(t) {
+                                        *a = a.wrapping_add((i32::from(xv) - zp) * wv);
+                                    }
+                                }
+                            }
+                            let o = r * row + ox * oc;
+                            sys::requant(avx2, acc, rq, v.output_zp, lo, hi, &mut chunk[o..o + oc]);
+                        }
+                    }
+                })
+            });
+        }
+        (Op::MaxPool { input, kh, kw, stride_h, stride_w, pad, .. }, _) => {
+            let xd = plan.tensor(*input);
+            let x = rd.get(xd);
+            let (h, w) = (xd.h as usize, xd.w as usize);
+            let (kh, kw, sh, sw) = (*kh as usize, *kw as usize, *stride_h as usize, *stride_w as usize);
+            let pad = pad.map(|p| p as usize);
+            pool.run(out, rpt * row, &|_, task, chunk| {
+                sys::with_avx2(avx2, || {
+                    for r in 0..chunk.len() / row {
+                        let oy = task * rpt + r;
+                        for ox in 0..ow {
+                            let dst = &mut chunk[r * row + ox * oc..r * row + (ox + 1) * oc];
+                            dst.fill(i8::MIN);
+                            for ky in 0..kh {
+                                let iy = (oy * sh + ky) as isize - pad[0] as isize;
+                                if iy < 0 || iy >= h as isize {
+                                    continue;
+                                }
+                                for kx in 0..kw {
+                                    let ix = (ox * sw + kx) as isize - pad[1] as isize;
+                                    if ix < 0 || ix >= w as isize {
+                                        continue;
+                                    }
+                                    let base = (iy as usize * w + ix as usize) * oc;
+                                    for (d, &v) in dst.iter_mut().zip(&x[base..base + oc]) {
+                                        *d = (*d).max(v);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                })
+            });
+        }
+        (Op::Add { a, b, .. }, Prep::AddTable(t)) => {
+            let (xa, xb) = (rd.get(plan.tensor(*a)), rd.get(plan.tensor(*b)));
+            pool.run(out, rpt * row, &|_, task, chunk| {
+                let base = task * rpt * row;
+                for (j, o) in chunk.iter_mut().enumerate() {
+                    let (va, vb) = (xa[base + j], xb[base + j]);
+                    *o = t[((i32::from(va) + 128) as usize) << 8 | (i32::from(vb) + 128) as usize];
+                }
+            });
+        }
+        (Op::Concat { inputs, .. }, Prep::ConcatTables(tables)) => {
+            type Src<'a> = Option<(&'a [i8], usize, &'a [i8; 256])>;
+            let srcs: [Src<'_>; 8] = std::array::from_fn(|i| {
+                let d = plan.tensor(*inputs.get(i)?);
+                Some((rd.get(d), d.c as usize, &tables[i]))
+            });
+            if inputs.len() <= 8 {
+                pool.run(out, rpt * row, &|_, task, chunk| {
+                    for r in 0..chunk.len() / row {
+                        let y = task * rpt + r;
+                        for xpix in 0..ow {
+                            let p = y * ow + xpix;
+                            let mut c0 = 0;
+                            for (x, ic, t) in srcs.iter().flatten() {
+                                let dst = &mut chunk[r * row + xpix * oc + c0..r * row + xpix * oc + c0 + ic];
+                                for (d, &v) in dst.iter_mut().zip(&x[p * ic..(p + 1) * ic]) {
+                                    *d = t[(i32::from(v) + 128) as usize];
+                                }
+                                c0 += ic;
+                            }
+                        }
+                    }
+                });
+            } else {
+                // Rare wide concat: serial, same tables.
+                let pixels = oh * ow;
+                let mut c0 = 0;
+                for (t, table) in inputs.iter().zip(tables) {
+                    let d = plan.tensor(*t);
+                    let (x, ic) = (rd.get(d), d.c as usize);
+                    for p in 0..pixels {
+                        for c in 0..ic {
+                            out[p * oc + c0 + c] = table[(i32::from(x[p * ic + c]) + 128) as usize];
+                        }
+                    }
+                    c0 += ic;
+                }
+            }
+        }
+        (Op::ResizeNearest { input, .. }, _) => {
+            let xd = plan.tensor(*input);
+            let x = rd.get(xd);
+            let (h, w) = (xd.h as usize, xd.w as usize);
+            pool.run(out, rpt * row, &|_, task, chunk| {
+                for r in 0..chunk.len() / row {
+                    let iy = (task * rpt + r) * h / oh;
+                    for ox in 0..ow {
+                        let ix = ox * w / ow;
+                        chunk[r * row + ox * oc..r * row + (ox + 1) * oc].copy_from_slice(&x[(iy * w + ix) * oc..(iy * w + ix + 1) * oc]);
+                    }
+                }
+            });
+        }
+        (Op::Lut { input, table, .. }, _) => {
+            let x = rd.get(plan.tensor(*input));
+            let t = plan.blob.table(*table).expect("validated plan");
+            pool.run(out, rpt * row, &|_, task, chunk| {
+                let base = task * rpt * row;
+                for (j, o) in chunk.iter_mut().enumerate() {
+                    *o = t[(i32::from(x[base + j]) + 128) as usize];
+                }
+            });
+        }
+        (Op::Conv(_) | Op::Add { .. } | Op::Concat { .. }, _) => unreachable!("prepare_op matches every op kind"),
+    }
+}
+
+fn preprocess(avx2: bool, p: &CpuPreparedPre<'_>, frame: &[u8], out: &mut [i8], pool: &mut Pool<Scratch>) {
+    let (dw, sw) = (p.xs.len(), p.src_w);
+    let row = dw * 3;
+    let rpt = rows_per_task(p.ys.len(), pool.threads());
+    pool.run(out, rpt * row, &|_, task, chunk| {
+        sys::with_avx2(avx2, || {
+            for r in 0..chunk.len() / row {
+                let (y0, y1, fy) = p.ys[task * rpt + r];
+                let (r0, r1) = (&frame[y0 * sw * 3..(y0 + 1) * sw * 3], &frame[y1 * sw * 3..(y1 + 1) * sw * 3]);
+                for (x, &(x0, x1, fx)) in p.xs.iter().enumerate() {
+                    for c in 0..3 {
+                        let top = u32::from(r0[x0 * 3 + c]) * (256 - fx) + u32::from(r0[x1 * 3 + c]) * fx;
+                        let bot = u32::from(r1[x0 * 3 + c]) * (256 - fx) + u32::from(r1[x1 * 3 + c]) * fx;
+                        let v = (top * (256 - fy) + bot * fy + 32768) >> 16;
+                        chunk[r * row + x * 3 + c] = p.lut[c][v as usize];
+                    }
+                }
+            }
+        })
+    });
+}
+
+struct CpuPreparedPre<'a> {
+    xs: &'a [(usize, usize, u32)],
+    ys: &'a [(usize, usize, u32)],
+    src_w: usize,
+    lut: &'a [[i8; 256]; 3],
+}
+
+impl Backend for Cpu {
+    type Prepared = CpuPrepared;
+
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn check(&self, plan: &Plan) -> Result<(), BackendError> {
+        Ok(plan.validate()?)
+    }
+
+    fn prepare(&mut self, plan: &Plan, max_batch: usize) -> Result<CpuPrepared, BackendError> {
+        plan.validate()?;
+        let ops: Vec<Prep> = plan.ops.iter().map(|op| prepare_op(plan, op)).collect();
+        let cols = ops.iter().map(|p| if let Prep::Gemm { k2, .. } = p { 4 * k2 } else { 0 }).max().unwrap_or(0);
+        let acc = ops
+            .iter()
+            .zip(&plan.ops)
+            .map(|(p, op)| match (p, op) {
+                (Prep::Gemm { blocks, .. }, _) => 4 * blocks * 8,
+                (Prep::Depthwise { .. }, Op::Conv(c)) => c.geom.out_c,
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0);
+        let scratch = (0..self.threads).map(|_| Scratch { cols: vec![0; cols], acc: vec![0; acc] }).collect();
+        let pool = Pool::new(scratch).map_err(|e| BackendError::Unsupported { backend: "cpu", reason: format!("cannot start worker threads: {e}") })?;
+        let input = plan.tensor(plan.input);
+        let pre = &plan.preprocess;
+        let xs = (0..input.w as usize).map(|x| cpu_ref::bilinear_coord(x, pre.src_w as usize, input.w as usize)).collect();
+        let ys = (0..input.h as usize).map(|y| cpu_ref::bilinear_coord(y, pre.src_h as usize, input.h as usize)).collect();
+        let hm = plan.tensor(plan.heads.heatmap);
+        Ok(CpuPrepared {
+            plan: plan.clone(),
+            max_batch,
+            ops,
+            arena: vec![0; plan.arena_bytes as usize],
+            pool,
+            peaks: Vec::with_capacity(plan.heads.num_classes as usize * hm.h as usize * hm.w as usize),
+            xs,
+            ys,
+        })
+    }
+
+    fn run(&mut self, p: &mut CpuPrepared, frames: &[&[u8]], out: &mut [Candidates]) -> Result<(), BackendError> {
+        check_run_args(self.name(), &p.plan, p.max_batch, frames, out)?;
+        let avx2 = self.avx2;
+        for (frame, o) in frames.iter().zip(out.iter_mut()) {
+            let input = p.plan.tensor(p.plan.input).range();
+            let pre = CpuPreparedPre { xs: &p.xs, ys: &p.ys, src_w: p.plan.preprocess.src_w as usize, lut: &p.plan.preprocess.lut };
+            preprocess(avx2, &pre, frame, &mut p.arena[input], &mut p.pool);
+            for (op, prep) in p.plan.ops.iter().zip(&p.ops) {
+                run_op(avx2, &p.plan, op, prep, &mut p.arena, &mut p.pool);
+            }
+            cpu_ref::decode_peaks(&p.plan, &p.arena, &mut p.peaks, o);
+        }
+        Ok(())
+    }
+}
