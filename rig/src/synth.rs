@@ -195,7 +195,10 @@ impl SyntheticRig {
     /// A world seeded by `seed`, stepped at `fps`. Renders on rayon's global pool (all cores);
     /// see [`SyntheticRig::with_threads`].
     pub fn new(rig: Rig, seed: u64, fps: f64) -> Self {
-        let rays = rig.cameras().iter().map(CamRays::new).collect();
+        let rays = {
+            use rayon::prelude::*;
+            rig.cameras().par_iter().map(CamRays::new).collect()
+        };
         let fps = if fps.is_finite() && fps > 0.0 { fps } else { 36.0 };
         SyntheticRig {
             world: World::new(seed),
@@ -397,7 +400,7 @@ impl SyntheticRig {
                 continue;
             }
             let occluded = 1.0 - st.visible as f32 / st.amodal.max(1) as f32;
-            let truncated = truncation(cam, l, size);
+            let truncated = truncation(cam, l);
             let depth = cam.camera_to_vehicle.inverse_transform_point(&Point3::from(centre)).z;
             let bx = |b: [u16; 4]| [f32::from(b[0]), f32::from(b[1]), f32::from(b[2]) + 1.0, f32::from(b[3]) + 1.0];
             boxes.push(GtBox {
@@ -445,8 +448,7 @@ fn to_vehicle(ego: [f64; 3], x: f64, y: f64) -> [f64; 2] {
 /// Fraction of the projected 3D box outside the image, from the bounding rectangle of its
 /// sampled edges. Points behind the camera are clipped at a near plane and points beyond the
 /// lens model are pulled onto its rim; both land far outside the image, as they should.
-fn truncation(cam: &Camera, l: &Label, size: [f64; 3]) -> f32 {
-    let _ = size;
+fn truncation(cam: &Camera, l: &Label) -> f32 {
     let (c, s) = (l.yaw.cos(), l.yaw.sin());
     let corner = |i: usize| {
         let x = if i & 1 == 0 { l.env_min[0] } else { l.env_max[0] };
