@@ -10,7 +10,7 @@ use crate::cpu_ref::{self, CpuRef};
 use crate::eval::FloatHeads;
 use crate::fp32::{Interpreter, Tensor};
 use crate::onnx::{self, Graph, ImportOptions, OnnxError, Shape};
-use crate::plan::{Candidates, Encoding, Plan, Tier};
+use crate::plan::{Encoding, Plan, Tier};
 use crate::quantize::{self, Calibrator, Method, QuantizeError, VariantSpec};
 
 /// Why compilation failed.
@@ -162,11 +162,19 @@ pub fn compile_variant(
 
 fn layer_errors(g: &Graph, q: &quantize::Quantized, frame: &[u8]) -> Result<Vec<LayerError>, CompileError> {
     let plan = &q.plan;
-    let mut be = CpuRef;
-    let mut prep = be.prepare(plan, 1)?;
-    let mut out = [Candidates::with_capacity(plan.heads.max_candidates as usize)];
-    be.run(&mut prep, &[frame], &mut out)?;
-    let arena = prep.arena();
+    CpuRef.check(plan)?;
+    // Run op by op and keep each output: the arena reuses the space of dead tensors.
+    let mut arena = vec![0i8; plan.arena_bytes as usize];
+    let mut scratch = vec![0i8; plan.tensors.iter().map(|t| t.len()).max().unwrap_or(0)];
+    let mut int8: Vec<Vec<i8>> = vec![Vec::new(); plan.tensors.len()];
+    let it = plan.tensor(plan.input);
+    cpu_ref::preprocess(&plan.preprocess, frame, it.h as usize, it.w as usize, &mut arena[it.range()]);
+    int8[plan.input.index()] = arena[it.range()].to_vec();
+    for op in &plan.ops {
+        cpu_ref::run_op(plan, op, &mut arena, &mut scratch);
+        let o = plan.tensor(op.output());
+        int8[op.output().index()] = arena[o.range()].to_vec();
+    }
     let inp = plan.tensor(plan.input);
     let fp = Interpreter::new(g).run_all(float_input(frame, (plan.preprocess.src_w, plan.preprocess.src_h), (inp.h as usize, inp.w as usize)));
     let mut writer: Vec<&'static str> = vec!["input"; plan.tensors.len()];
@@ -183,7 +191,7 @@ fn layer_errors(g: &Graph, q: &quantize::Quantized, frame: &[u8]) -> Result<Vec<
             shape: [d.h, d.w, d.c],
             scale: d.scale,
             zero_point: d.zero_point,
-            sqnr_db: quantize::sqnr_db(&fp[q.value_of[t]].data, &arena[d.range()], d.scale, d.zero_point),
+            sqnr_db: quantize::sqnr_db(&fp[q.value_of[t]].data, &int8[t], d.scale, d.zero_point),
         })
         .collect())
 }

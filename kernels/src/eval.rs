@@ -278,6 +278,76 @@ pub fn average_precision(recall: &[f64], precision: &[f64]) -> f64 {
     (1..r.len()).filter(|&i| r[i] != r[i - 1]).map(|i| (r[i] - r[i - 1]) * p[i]).sum()
 }
 
+/// One image of a data set directory with its ground truth.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LabelledImage {
+    /// Packed RGB8.
+    pub rgb: Vec<u8>,
+    /// `(w, h)`.
+    pub size: (u32, u32),
+    /// Ground truth.
+    pub gts: Vec<Gt>,
+}
+
+/// Parses a `.npy` holding a `uint8` `H x W x 3` array (C order).
+pub fn parse_npy_rgb(bytes: &[u8]) -> Result<(Vec<u8>, u32, u32), String> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err("not a .npy file (bad magic)".into());
+    }
+    let (hlen, start) = match bytes[6] {
+        1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
+        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        v => return Err(format!(".npy version {v} is not supported")),
+    };
+    let header = bytes.get(start..start + hlen).ok_or("truncated .npy header")?;
+    let header = std::str::from_utf8(header).map_err(|_| ".npy header is not text")?;
+    if !header.contains("'|u1'") || header.contains("'fortran_order': True") {
+        return Err(format!(".npy must be uint8 in C order, header is {header:?}"));
+    }
+    let shape = header.split("'shape':").nth(1).and_then(|s| s.split(')').next()).ok_or("no shape in .npy header")?;
+    let dims: Vec<u32> = shape.trim().trim_start_matches('(').split(',').filter(|d| !d.trim().is_empty()).map(|d| d.trim().parse::<u32>()).collect::<Result<_, _>>().map_err(|e| format!("bad .npy shape {shape:?}: {e}"))?;
+    if dims.len() != 3 || dims[2] != 3 {
+        return Err(format!(".npy shape {dims:?} is not H x W x 3"));
+    }
+    let n = dims[0] as usize * dims[1] as usize * 3;
+    let data = bytes.get(start + hlen..start + hlen + n).ok_or_else(|| format!(".npy data is shorter than {n} bytes"))?;
+    Ok((data.to_vec(), dims[0], dims[1]))
+}
+
+/// Loads a data set directory (`index.jsonl` + `.npy` images; the layout of
+/// `tools/dataset.py` and the `export_dataset` example). Errors name the file and line.
+pub fn load_dataset(dir: &std::path::Path, limit: Option<usize>) -> Result<Vec<LabelledImage>, String> {
+    let index = dir.join("index.jsonl");
+    let text = std::fs::read_to_string(&index).map_err(|e| format!("{}: {e}", index.display()))?;
+    let mut out = Vec::new();
+    for (ln, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        if limit.is_some_and(|l| out.len() >= l) {
+            break;
+        }
+        let at = |what: String| format!("{}:{}: {what}", index.display(), ln + 1);
+        let rec: serde_json::Value = serde_json::from_str(line).map_err(|e| at(e.to_string()))?;
+        let name = rec["image"].as_str().ok_or_else(|| at("no `image` field".into()))?;
+        let path = dir.join(name);
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let (rgb, h, w) = parse_npy_rgb(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut gts = Vec::new();
+        for o in rec["objects"].as_array().ok_or_else(|| at("no `objects` array".into()))? {
+            let f = |k: &str| o[k].as_f64().map(|v| v as f32).ok_or_else(|| at(format!("object field `{k}` missing")));
+            let b = o["bbox"].as_array().filter(|b| b.len() == 4).ok_or_else(|| at("object `bbox` is not 4 numbers".into()))?;
+            let mut bbox = [0f32; 4];
+            for (d, v) in bbox.iter_mut().zip(b) {
+                *d = v.as_f64().ok_or_else(|| at("object `bbox` is not 4 numbers".into()))? as f32;
+            }
+            gts.push(Gt { class: o["class"].as_u64().ok_or_else(|| at("object `class` missing".into()))? as u16, bbox, depth: f("depth")?, visible_fraction: f("visible_fraction")? });
+        }
+        out.push(LabelledImage { rgb, size: (w, h), gts });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

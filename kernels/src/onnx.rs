@@ -423,6 +423,14 @@ impl Importer {
             self.consts.insert(out.clone(), c);
             return Ok(());
         }
+        // An Identity of a constant (exporters wrap parameters so) is that constant.
+        if node.op_type == "Identity"
+            && let (Some(i), Some(o)) = (node.input.first(), node.output.first())
+            && let Some(c) = self.consts.get(i).cloned()
+        {
+            self.consts.insert(o.clone(), c);
+            return Ok(());
+        }
         const KNOWN: [&str; 13] =
             ["Conv", "BatchNormalization", "Relu", "Clip", "LeakyRelu", "Sigmoid", "Add", "Concat", "MaxPool", "Resize", "Upsample", "Identity", "Reshape"];
         if !KNOWN.contains(&node.op_type.as_str()) {

@@ -22,6 +22,12 @@ pub struct Args {
     /// Render calibration frames with the synthetic rig instead: `SEED:FRAMES`.
     #[arg(long, value_name = "SEED:FRAMES")]
     pub synthetic: Option<String>,
+    /// Or calibrate on a data set directory (`index.jsonl` + `.npy` images).
+    #[arg(long, conflicts_with_all = ["calib", "synthetic"])]
+    pub dataset: Option<PathBuf>,
+    /// Use at most this many calibration frames.
+    #[arg(long)]
+    pub max_frames: Option<usize>,
     /// Output directory (created).
     #[arg(long)]
     pub out: PathBuf,
@@ -75,7 +81,10 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let method = Method::parse(&args.method).with_context(|| format!("--method {:?}", args.method))?;
     let bytes = std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
     let g = kernels::onnx::import(&bytes, Default::default()).with_context(|| format!("{}", args.model.display()))?;
-    let samples = super::eval::load_samples(args.calib.as_deref(), args.synthetic.as_deref(), "calibration")?;
+    let mut samples = super::eval::load_samples(args.calib.as_deref(), args.synthetic.as_deref(), args.dataset.as_deref(), "calibration")?;
+    if let Some(m) = args.max_frames {
+        samples.truncate(m.max(1));
+    }
     let camera = samples[0].camera;
     if let Some(s) = samples.iter().find(|s| s.camera != camera) {
         bail!("calibration frames mix camera sizes {}x{} and {}x{}", camera.0, camera.1, s.camera.0, s.camera.1);

@@ -25,6 +25,10 @@ pub struct Args {
     /// per rig frame, cycling through the cameras).
     #[arg(long, value_name = "SEED:FRAMES")]
     pub synthetic: Option<String>,
+    /// Or a data set directory (`index.jsonl` + `.npy` images, as written by `tools/` and
+    /// the `export_dataset` example).
+    #[arg(long, conflicts_with_all = ["data", "synthetic"])]
+    pub dataset: Option<PathBuf>,
     /// For an ONNX model: which variant's input size to evaluate at (`full`, `lite`, `floor`).
     #[arg(long, default_value = "full")]
     pub variant: String,
@@ -76,9 +80,14 @@ pub fn synthetic_samples(seed: u64, frames: usize) -> Vec<Sample> {
     out
 }
 
-/// Loads the samples named by `--data` / `--synthetic`.
-pub fn load_samples(data: Option<&Path>, synthetic: Option<&str>, what: &str) -> anyhow::Result<Vec<Sample>> {
+/// Loads the samples named by `--data` / `--synthetic` / `--dataset`.
+pub fn load_samples(data: Option<&Path>, synthetic: Option<&str>, dataset: Option<&Path>, what: &str) -> anyhow::Result<Vec<Sample>> {
     let samples = match (data, synthetic) {
+        _ if dataset.is_some() => kernels::eval::load_dataset(dataset.unwrap_or(Path::new(".")), None)
+            .map_err(anyhow::Error::msg)?
+            .into_iter()
+            .map(|l| Sample { rgb: l.rgb, camera: l.size, gts: l.gts })
+            .collect(),
         (_, Some(s)) => {
             let (seed, frames) = parse_synthetic(s)?;
             synthetic_samples(seed, frames)
@@ -87,7 +96,7 @@ pub fn load_samples(data: Option<&Path>, synthetic: Option<&str>, what: &str) ->
             "{}: reading MCAP {what} logs is not wired into this build yet; use --synthetic SEED:FRAMES to render frames with the synthetic rig",
             p.display()
         ),
-        (None, None) => bail!("no {what} data: pass a log or --synthetic SEED:FRAMES"),
+        (None, None) => bail!("no {what} data: pass a log, --synthetic SEED:FRAMES or --dataset DIR"),
     };
     if samples.is_empty() {
         bail!("the {what} source gave no frames");
@@ -164,7 +173,7 @@ pub fn progress(len: u64, msg: &str) -> indicatif::ProgressBar {
 
 /// Entry point of `vigil eval`.
 pub fn main(args: Args) -> anyhow::Result<()> {
-    let samples = load_samples(args.data.as_deref(), args.synthetic.as_deref(), "evaluation")?;
+    let samples = load_samples(args.data.as_deref(), args.synthetic.as_deref(), args.dataset.as_deref(), "evaluation")?;
     let bytes = std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
     let is_onnx = args.model.extension().is_some_and(|e| e == "onnx");
     if is_onnx {
