@@ -15,10 +15,16 @@
 
 pub mod backend;
 pub mod cpu;
+pub mod compile;
 pub mod cpu_ref;
+pub mod eval;
+pub mod fp32;
 pub mod ir;
+pub mod onnx;
+pub mod onnx_proto;
 pub mod plan;
 pub mod quant;
+pub mod quantize;
 pub mod synth;
 #[allow(unsafe_code)] // The one module with unsafe code: SIMD intrinsics and the thread pool.
 mod sys;
