@@ -384,7 +384,7 @@ pub fn apply(base: &[u8], patch: &[u8]) -> Result<Vec<u8>, DeltaError> {
                 room(&out, len, at)?;
                 let b = base_range(base, off, len, at)?;
                 let d = zstd::bulk::decompress(payload, len as usize).map_err(|e| DeltaError::Zstd(format!("op at byte {at}: {e}")))?;
-                if d.len() as u64 != len || (elem > 1 && len as usize % elem != 0) {
+                if d.len() as u64 != len || (elem > 1 && !(len as usize).is_multiple_of(elem)) {
                     return Err(DeltaError::Malformed { offset: at, reason: "payload does not decode to the stated length".into() });
                 }
                 let d = unplanes(&d, elem);

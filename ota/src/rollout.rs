@@ -202,7 +202,7 @@ pub fn policy<'a>(targets: impl IntoIterator<Item = &'a TargetFile>) -> FleetPol
 /// Picks the update for a device: honours the kill switch and the pin, then the newest
 /// version above the installed one that has a variant fitting the tier (best rank),
 /// subject to the release's cohort; attaches a delta from the installed artifact if published.
-pub fn choose<'a>(targets: &[&'a TargetFile], model: &str, tier: &DeviceTier, device_id: &str, installed: &Installed<'_>) -> Result<Offer, NoOffer> {
+pub fn choose(targets: &[&TargetFile], model: &str, tier: &DeviceTier, device_id: &str, installed: &Installed<'_>) -> Result<Offer, NoOffer> {
     let pol = policy(targets.iter().copied());
     if pol.halt {
         return Err(NoOffer::Halted);
