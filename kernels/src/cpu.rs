@@ -2,9 +2,10 @@
 //! multi-threaded over output rows on a fixed pool started at prepare, and byte-identical to
 //! [`crate::cpu_ref`] on every op.
 //!
-//! * Convolutions (dense and grouped): per tile of 4 output pixels, an im2col of `x - zp` as
-//!   i16, then a 4 x 16 `vpmaddwd` micro-kernel over weights packed at prepare, then vector
-//!   requantisation. i16 products are exact (`|x - zp| <= 255`, `|w| <= 128`), and i32
+//! * Convolutions (dense and grouped): the input converted once to `x - zp` as i16, then per
+//!   tile of 4 output pixels an *indirect* 4 x 16 `vpmaddwd` micro-kernel (each tap of each
+//!   pixel read in place, padding from a zero segment; no im2col copy) over weights packed at
+//!   prepare, then vector requantisation. i16 products are exact (`|x - zp| <= 255`, `|w| <= 128`), and i32
 //!   wrapping sums are order-independent, so the result equals the reference bit for bit.
 //! * Depthwise convolutions: channel-vectorised multiply-accumulate.
 //! * Add and Concat: the requantisation of int8 inputs has at most 256 x 256 (Add) or 256
@@ -54,13 +55,13 @@ impl Default for Cpu {
 /// Per-thread scratch.
 #[derive(Debug)]
 struct Scratch {
-    cols: Vec<i16>,
+    offs: Vec<usize>,
     acc: Vec<i32>,
 }
 
 #[derive(Debug)]
 enum Prep {
-    Gemm { k2: usize, blocks: usize, packed: Vec<Vec<i16>>, rq: Vec<RequantVec> },
+    Gemm { taps: usize, seg2: usize, blocks: usize, packed: Vec<Vec<i16>>, rq: Vec<RequantVec> },
     Depthwise { taps: Vec<i32>, rq: RequantVec },
     AddTable(Vec<i8>),
     ConcatTables(Vec<[i8; 256]>),
@@ -74,6 +75,7 @@ pub struct CpuPrepared {
     max_batch: usize,
     ops: Vec<Prep>,
     arena: Vec<i8>,
+    xbuf: Vec<i16>,
     pool: Pool<Scratch>,
     peaks: Vec<Candidate>,
     xs: Vec<(usize, usize, u32)>,
@@ -121,8 +123,10 @@ fn prepare_op(plan: &Plan, op: &Op) -> Prep {
                 }
                 return Prep::Depthwise { taps, rq: requant_vec(v.bias, v.requant, g.out_c) };
             }
-            let k = g.kh * g.kw * icg;
-            let k2 = k.next_multiple_of(2);
+            let taps = g.kh * g.kw;
+            let seg2 = icg.next_multiple_of(2);
+            let k = taps * icg;
+            let k2 = taps * seg2;
             let blocks = ocg.div_ceil(8);
             let mut packed = Vec::with_capacity(g.groups);
             let mut rq = Vec::with_capacity(g.groups);
@@ -133,8 +137,9 @@ fn prepare_op(plan: &Plan, op: &Op) -> Prep {
                         for ch in 0..8 {
                             for e in 0..2 {
                                 let (ol, kk) = (8 * b + ch, 2 * kp + e);
-                                if ol < ocg && kk < k {
-                                    w[(b * k2 / 2 + kp) * 16 + 2 * ch + e] = i16::from(v.weights[(grp * ocg + ol) * k + kk]);
+                                let (t, ic) = (kk / seg2, kk % seg2);
+                                if ol < ocg && ic < icg {
+                                    w[(b * k2 / 2 + kp) * 16 + 2 * ch + e] = i16::from(v.weights[(grp * ocg + ol) * k + t * icg + ic]);
                                 }
                             }
                         }
@@ -144,7 +149,7 @@ fn prepare_op(plan: &Plan, op: &Op) -> Prep {
                 let r = grp * ocg..(grp + 1) * ocg;
                 rq.push(requant_vec(&v.bias[r.clone()], &v.requant[r], blocks * 8));
             }
-            Prep::Gemm { k2, blocks, packed, rq }
+            Prep::Gemm { taps, seg2, blocks, packed, rq }
         }
         Op::Add { a, b, params, output } => {
             let (za, zb, zo) = (plan.tensor(*a).zero_point, plan.tensor(*b).zero_point, plan.tensor(*output).zero_point);
@@ -199,7 +204,7 @@ fn rows_per_task(rows: usize, threads: usize) -> usize {
     if threads <= 1 { rows.max(1) } else { rows.div_ceil(4 * threads).max(1) }
 }
 
-fn run_op(avx2: bool, plan: &Plan, op: &Op, prep: &Prep, arena: &mut [i8], pool: &mut Pool<Scratch>) {
+fn run_op(avx2: bool, plan: &Plan, op: &Op, prep: &Prep, arena: &mut [i8], xbuf: &mut [i16], pool: &mut Pool<Scratch>) {
     let od = plan.tensor(op.output());
     let threads = pool.threads();
     let (rd, out) = split_out(arena, od.range());
@@ -207,60 +212,57 @@ fn run_op(avx2: bool, plan: &Plan, op: &Op, prep: &Prep, arena: &mut [i8], pool:
     let row = ow * oc;
     let rpt = rows_per_task(oh, threads);
     match (op, prep) {
-        (Op::Conv(c), Prep::Gemm { k2, blocks, packed, rq, .. }) => {
+        (Op::Conv(c), Prep::Gemm { taps, seg2, blocks, packed, rq }) => {
             let v = plan.conv_view(c).expect("validated plan");
             let xd = plan.tensor(c.input);
             let x = rd.get(xd);
             let g = v.geom;
             let (h, w) = (xd.h as usize, xd.w as usize);
             let (icg, ocg) = (g.in_c / g.groups, g.out_c / g.groups);
-            let (k2, blocks) = (*k2, *blocks);
+            let (taps, seg2, blocks) = (*taps, *seg2, *blocks);
+            // `x - zp` as i16 once, then a zero segment for padded taps (and for the one
+            // value past the end that an odd channel count reads against a zero weight).
+            let zoff = x.len();
             let zp = v.input_zp as i16;
+            sys::with_avx2(avx2, || {
+                for (d, &s) in xbuf.iter_mut().zip(x) {
+                    *d = i16::from(s) - zp;
+                }
+            });
+            xbuf[zoff..zoff + seg2 + 2].fill(0);
+            let xb: &[i16] = xbuf;
             let (lo, hi) = (i32::from(v.act_min), i32::from(v.act_max));
             pool.run(out, rpt * row, &|s: &mut Scratch, task, chunk| {
-                sys::with_avx2(avx2, || {
-                    let Scratch { cols, acc } = s;
-                    let rows = chunk.len() / row;
-                    for r in 0..rows {
-                        let oy = task * rpt + r;
-                        for ox0 in (0..ow).step_by(4) {
-                            for grp in 0..g.groups {
-                                for p in 0..4 {
-                                    let dst = &mut cols[p * k2..(p + 1) * k2];
-                                    let ox = ox0 + p;
-                                    if ox >= ow {
-                                        dst.fill(0);
-                                        continue;
+                let Scratch { offs, acc } = s;
+                let rows = chunk.len() / row;
+                for r in 0..rows {
+                    let oy = task * rpt + r;
+                    for ox0 in (0..ow).step_by(4) {
+                        for grp in 0..g.groups {
+                            for ky in 0..g.kh {
+                                let iy = (oy * g.stride_h + ky) as isize - g.pad[0] as isize;
+                                for kx in 0..g.kw {
+                                    let t = ky * g.kw + kx;
+                                    for p in 0..4 {
+                                        let ox = ox0 + p;
+                                        let ix = (ox * g.stride_w + kx) as isize - g.pad[1] as isize;
+                                        offs[4 * t + p] = if ox >= ow || iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                            zoff
+                                        } else {
+                                            (iy as usize * w + ix as usize) * g.in_c + grp * icg
+                                        };
                                     }
-                                    let mut d = 0;
-                                    for ky in 0..g.kh {
-                                        let iy = (oy * g.stride_h + ky) as isize - g.pad[0] as isize;
-                                        for kx in 0..g.kw {
-                                            let ix = (ox * g.stride_w + kx) as isize - g.pad[1] as isize;
-                                            let seg = &mut dst[d..d + icg];
-                                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                                                seg.fill(0);
-                                            } else {
-                                                let base = (iy as usize * w + ix as usize) * g.in_c + grp * icg;
-                                                for (o, &xv) in seg.iter_mut().zip(&x[base..base + icg]) {
-                                                    *o = i16::from(xv) - zp;
-                                                }
-                                            }
-                                            d += icg;
-                                        }
-                                    }
-                                    dst[d..].fill(0);
                                 }
-                                sys::gemm_4xn(avx2, cols, k2, &packed[grp], blocks, acc);
-                                let n = blocks * 8;
-                                for p in 0..4.min(ow - ox0) {
-                                    let o = r * row + (ox0 + p) * oc + grp * ocg;
-                                    sys::requant(avx2, &acc[p * n..p * n + ocg], &rq[grp], v.output_zp, lo, hi, &mut chunk[o..o + ocg]);
-                                }
+                            }
+                            sys::gemm_indirect(avx2, xb, &offs[..4 * taps], taps, seg2, &packed[grp], blocks, acc);
+                            let n = blocks * 8;
+                            for p in 0..4.min(ow - ox0) {
+                                let o = r * row + (ox0 + p) * oc + grp * ocg;
+                                sys::requant(avx2, &acc[p * n..p * n + ocg], &rq[grp], v.output_zp, lo, hi, &mut chunk[o..o + ocg]);
                             }
                         }
                     }
-                })
+                }
             });
         }
         (Op::Conv(c), Prep::Depthwise { taps, rq }) => {
@@ -456,7 +458,16 @@ impl Backend for Cpu {
     fn prepare(&mut self, plan: &Plan, max_batch: usize) -> Result<CpuPrepared, BackendError> {
         plan.validate()?;
         let ops: Vec<Prep> = plan.ops.iter().map(|op| prepare_op(plan, op)).collect();
-        let cols = ops.iter().map(|p| if let Prep::Gemm { k2, .. } = p { 4 * k2 } else { 0 }).max().unwrap_or(0);
+        let offs = ops.iter().map(|p| if let Prep::Gemm { taps, .. } = p { 4 * taps } else { 0 }).max().unwrap_or(0);
+        let xbuf = ops
+            .iter()
+            .zip(&plan.ops)
+            .map(|(p, op)| match (p, op) {
+                (Prep::Gemm { seg2, .. }, Op::Conv(c)) => plan.tensor(c.input).len() + seg2 + 2,
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0);
         let acc = ops
             .iter()
             .zip(&plan.ops)
@@ -467,7 +478,7 @@ impl Backend for Cpu {
             })
             .max()
             .unwrap_or(0);
-        let scratch = (0..self.threads).map(|_| Scratch { cols: vec![0; cols], acc: vec![0; acc] }).collect();
+        let scratch = (0..self.threads).map(|_| Scratch { offs: vec![0; offs], acc: vec![0; acc] }).collect();
         let pool = Pool::new(scratch).map_err(|e| BackendError::Unsupported { backend: "cpu", reason: format!("cannot start worker threads: {e}") })?;
         let input = plan.tensor(plan.input);
         let pre = &plan.preprocess;
@@ -479,6 +490,7 @@ impl Backend for Cpu {
             max_batch,
             ops,
             arena: vec![0; plan.arena_bytes as usize],
+            xbuf: vec![0; xbuf],
             pool,
             peaks: Vec::with_capacity(plan.heads.num_classes as usize * hm.h as usize * hm.w as usize),
             xs,
@@ -494,7 +506,7 @@ impl Backend for Cpu {
             let pre = CpuPreparedPre { xs: &p.xs, ys: &p.ys, src_w: p.plan.preprocess.src_w as usize, lut: &p.plan.preprocess.lut };
             preprocess(avx2, &pre, frame, &mut p.arena[input], &mut p.pool);
             for (op, prep) in p.plan.ops.iter().zip(&p.ops) {
-                run_op(avx2, &p.plan, op, prep, &mut p.arena, &mut p.pool);
+                run_op(avx2, &p.plan, op, prep, &mut p.arena, &mut p.xbuf, &mut p.pool);
             }
             cpu_ref::decode_peaks(&p.plan, &p.arena, &mut p.peaks, o);
         }

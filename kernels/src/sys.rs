@@ -6,7 +6,7 @@
 //! * [`Pool`]: `n - 1` worker threads started once; [`Pool::run`] splits an output slice into
 //!   disjoint chunks and hands each to one call of a borrowed closure, on the workers and the
 //!   calling thread. No allocation, no lock per run (atomics, spin then park).
-//! * [`gemm_4xn`], [`requant`]: the int8 GEMM micro-kernel and the vector requantisation, with
+//! * [`gemm_indirect`], [`requant`]: the int8 GEMM micro-kernel and the vector requantisation, with
 //!   an AVX2 path chosen at run time and a portable path with identical results.
 //! * [`with_avx2`]: runs portable code compiled with AVX2 enabled, so the compiler vectorises it
 //!   with 256-bit registers.
@@ -223,17 +223,22 @@ impl<S: Send + 'static> Drop for Pool<S> {
     }
 }
 
-/// `acc[p * n + j] = Σ_k cols[p * k2 + k] * w[packed(j, k)]` for 4 pixel rows `p` and `n`
-/// output channels (`n = blocks * 8`), wrapping i32 sums. `cols` holds 4 rows of `k2` i16
-/// (`k2` even); `w` holds, per block of 8 channels, `k2 / 2` groups of 8 channel pairs:
-/// `w[(b * k2 / 2 + kp) * 16 + 2 * c + e]` is the weight of channel `8b + c` at `k = 2kp + e`.
-pub fn gemm_4xn(avx2: bool, cols: &[i16], k2: usize, w: &[i16], blocks: usize, acc: &mut [i32]) {
-    assert!(k2.is_multiple_of(2) && cols.len() >= 4 * k2 && w.len() >= blocks * k2 * 8 && acc.len() >= 4 * blocks * 8, "gemm_4xn: bad slice lengths");
+/// Indirect int8 GEMM micro-kernel for 4 output pixels and `n = blocks * 8` channels:
+/// `acc[p * n + j] = Σ_t Σ_i x[offs[4t + p] + i] * W[j][t * seg2 + i]` over `taps` taps and
+/// `seg2` (even) values per tap, wrapping i32 sums. Each pixel's tap segment is read from the
+/// i16 buffer `x` at its offset (a zero segment stands for padding), so no im2col copy is made.
+/// `w` holds, per block of 8 channels, `taps * seg2 / 2` groups of 8 channel pairs:
+/// `w[(b * k2 / 2 + kp) * 16 + 2 * c + e]` is the weight of channel `8b + c` at
+/// `k = 2kp + e`, with `k2 = taps * seg2`.
+pub fn gemm_indirect(avx2: bool, x: &[i16], offs: &[usize], taps: usize, seg2: usize, w: &[i16], blocks: usize, acc: &mut [i32]) {
+    let k2 = taps * seg2;
+    assert!(seg2.is_multiple_of(2) && offs.len() >= 4 * taps && w.len() >= blocks * k2 * 8 && acc.len() >= 4 * blocks * 8, "gemm_indirect: bad slice lengths");
+    assert!(offs[..4 * taps].iter().all(|&o| o.checked_add(seg2).is_some_and(|e| e <= x.len())), "gemm_indirect: segment outside x");
     #[cfg(target_arch = "x86_64")]
     if avx2 && has_avx2() {
-        // SAFETY: AVX2 is present; lengths were checked above and the kernel reads and writes
-        // only within them.
-        unsafe { gemm_4xn_avx2(cols, k2, w, blocks, acc) };
+        // SAFETY: AVX2 is present; every segment `offs[i]..offs[i] + seg2` lies in `x` and
+        // the weight and accumulator lengths were checked above; the kernel stays inside them.
+        unsafe { gemm_indirect_avx2(x, offs, taps, seg2, w, blocks, acc) };
         return;
     }
     let _ = avx2;
@@ -242,11 +247,12 @@ pub fn gemm_4xn(avx2: bool, cols: &[i16], k2: usize, w: &[i16], blocks: usize, a
         for j in 0..n {
             let (b, c) = (j / 8, j % 8);
             let mut s = 0i32;
-            for kp in 0..k2 / 2 {
-                let wi = (b * k2 / 2 + kp) * 16 + 2 * c;
-                let x0 = i32::from(cols[p * k2 + 2 * kp]);
-                let x1 = i32::from(cols[p * k2 + 2 * kp + 1]);
-                s = s.wrapping_add(x0 * i32::from(w[wi]) + x1 * i32::from(w[wi + 1]));
+            for t in 0..taps {
+                let seg = &x[offs[4 * t + p]..offs[4 * t + p] + seg2];
+                for kp in 0..seg2 / 2 {
+                    let wi = (b * k2 / 2 + t * seg2 / 2 + kp) * 16 + 2 * c;
+                    s = s.wrapping_add(i32::from(seg[2 * kp]) * i32::from(w[wi]) + i32::from(seg[2 * kp + 1]) * i32::from(w[wi + 1]));
+                }
             }
             acc[p * n + j] = s;
         }
@@ -255,38 +261,46 @@ pub fn gemm_4xn(avx2: bool, cols: &[i16], k2: usize, w: &[i16], blocks: usize, a
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn gemm_4xn_avx2(cols: &[i16], k2: usize, w: &[i16], blocks: usize, acc: &mut [i32]) {
+unsafe fn gemm_indirect_avx2(x: &[i16], offs: &[usize], taps: usize, seg2: usize, w: &[i16], blocks: usize, acc: &mut [i32]) {
     use std::arch::x86_64::*;
-    let kp = k2 / 2;
+    let k2 = taps * seg2;
+    let kh = k2 / 2;
+    let sh = seg2 / 2;
     let n = blocks * 8;
-    let c = cols.as_ptr();
+    let xp = x.as_ptr();
     let wp = w.as_ptr();
     let ap = acc.as_mut_ptr();
-    let bc = |p: usize, k: usize| {
-        // SAFETY: p < 4 and k < kp, so the 4 bytes at 2k of row p are inside `cols`.
-        unsafe { _mm256_set1_epi32(std::ptr::read_unaligned(c.add(p * k2 + 2 * k) as *const i32)) }
+    let bc = |base: *const i16, k: usize| {
+        // SAFETY: `base` is a checked segment start and k < seg2 / 2, so the 4 bytes at 2k
+        // are inside the segment.
+        unsafe { _mm256_set1_epi32(std::ptr::read_unaligned(base.add(2 * k) as *const i32)) }
     };
     let mut b = 0;
     while b + 2 <= blocks {
         let (mut a0, mut a1, mut a2, mut a3) = (_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256());
         let (mut b0, mut b1, mut b2, mut b3) = (_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256());
-        for k in 0..kp {
-            // SAFETY: blocks b and b+1 exist; offset (blk * kp + k) * 16 + 16 <= blocks * k2 * 8.
-            let (wa, wb) = unsafe { (_mm256_loadu_si256(wp.add((b * kp + k) * 16) as *const __m256i), _mm256_loadu_si256(wp.add(((b + 1) * kp + k) * 16) as *const __m256i)) };
-            let x = bc(0, k);
-            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(x, wa));
-            b0 = _mm256_add_epi32(b0, _mm256_madd_epi16(x, wb));
-            let x = bc(1, k);
-            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(x, wa));
-            b1 = _mm256_add_epi32(b1, _mm256_madd_epi16(x, wb));
-            let x = bc(2, k);
-            a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(x, wa));
-            b2 = _mm256_add_epi32(b2, _mm256_madd_epi16(x, wb));
-            let x = bc(3, k);
-            a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(x, wa));
-            b3 = _mm256_add_epi32(b3, _mm256_madd_epi16(x, wb));
+        for t in 0..taps {
+            // SAFETY: offsets were checked against `x` by the caller.
+            let (p0, p1, p2, p3) = unsafe { (xp.add(offs[4 * t]), xp.add(offs[4 * t + 1]), xp.add(offs[4 * t + 2]), xp.add(offs[4 * t + 3])) };
+            for k in 0..sh {
+                let kk = t * sh + k;
+                // SAFETY: blocks b and b+1 exist and kk < k2 / 2, inside the checked `w`.
+                let (wa, wb) = unsafe { (_mm256_loadu_si256(wp.add((b * kh + kk) * 16) as *const __m256i), _mm256_loadu_si256(wp.add(((b + 1) * kh + kk) * 16) as *const __m256i)) };
+                let v = bc(p0, k);
+                a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(v, wa));
+                b0 = _mm256_add_epi32(b0, _mm256_madd_epi16(v, wb));
+                let v = bc(p1, k);
+                a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(v, wa));
+                b1 = _mm256_add_epi32(b1, _mm256_madd_epi16(v, wb));
+                let v = bc(p2, k);
+                a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(v, wa));
+                b2 = _mm256_add_epi32(b2, _mm256_madd_epi16(v, wb));
+                let v = bc(p3, k);
+                a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(v, wa));
+                b3 = _mm256_add_epi32(b3, _mm256_madd_epi16(v, wb));
+            }
         }
-        // SAFETY: p * n + b * 8 + 16 <= 4 * n.
+        // SAFETY: p * n + b * 8 + 16 <= 4 * n <= acc.len().
         unsafe {
             for (p, (ra, rb)) in [(a0, b0), (a1, b1), (a2, b2), (a3, b3)].into_iter().enumerate() {
                 _mm256_storeu_si256(ap.add(p * n + b * 8) as *mut __m256i, ra);
@@ -297,15 +311,19 @@ unsafe fn gemm_4xn_avx2(cols: &[i16], k2: usize, w: &[i16], blocks: usize, acc: 
     }
     if b < blocks {
         let (mut a0, mut a1, mut a2, mut a3) = (_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256());
-        for k in 0..kp {
-            // SAFETY: block b exists.
-            let wa = unsafe { _mm256_loadu_si256(wp.add((b * kp + k) * 16) as *const __m256i) };
-            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(bc(0, k), wa));
-            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(bc(1, k), wa));
-            a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(bc(2, k), wa));
-            a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(bc(3, k), wa));
+        for t in 0..taps {
+            // SAFETY: offsets were checked against `x` by the caller.
+            let (p0, p1, p2, p3) = unsafe { (xp.add(offs[4 * t]), xp.add(offs[4 * t + 1]), xp.add(offs[4 * t + 2]), xp.add(offs[4 * t + 3])) };
+            for k in 0..sh {
+                // SAFETY: block b exists; index inside the checked `w`.
+                let wa = unsafe { _mm256_loadu_si256(wp.add((b * kh + t * sh + k) * 16) as *const __m256i) };
+                a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(bc(p0, k), wa));
+                a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(bc(p1, k), wa));
+                a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(bc(p2, k), wa));
+                a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(bc(p3, k), wa));
+            }
         }
-        // SAFETY: p * n + b * 8 + 8 <= 4 * n.
+        // SAFETY: p * n + b * 8 + 8 <= 4 * n <= acc.len().
         unsafe {
             for (p, r) in [a0, a1, a2, a3].into_iter().enumerate() {
                 _mm256_storeu_si256(ap.add(p * n + b * 8) as *mut __m256i, r);
@@ -435,16 +453,18 @@ mod tests {
         }
 
         #[test]
-        fn avx2_gemm_equals_portable(k2h in 1usize..40, blocks in 1usize..5, seed in any::<u64>()) {
-            let k2 = 2 * k2h;
+        fn avx2_indirect_gemm_equals_portable(taps in 1usize..10, seg_half in 1usize..20, blocks in 1usize..5, seed in any::<u64>()) {
+            let seg2 = 2 * seg_half;
             let mut s = seed | 1;
             let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
-            let cols: Vec<i16> = (0..4 * k2).map(|_| (next() % 511) as i16 - 255).collect();
-            let w: Vec<i16> = (0..blocks * k2 * 8).map(|_| (next() % 256) as i16 - 128).collect();
+            // Segments at scattered offsets (overlapping is fine: read-only).
+            let x: Vec<i16> = (0..64 + seg2 * 6).map(|_| (next() % 511) as i16 - 255).collect();
+            let offs: Vec<usize> = (0..4 * taps).map(|_| next() as usize % (x.len() - seg2 + 1)).collect();
+            let w: Vec<i16> = (0..blocks * taps * seg2 * 8).map(|_| (next() % 256) as i16 - 128).collect();
             let mut a = vec![0i32; 4 * blocks * 8];
             let mut b = vec![0i32; 4 * blocks * 8];
-            gemm_4xn(true, &cols, k2, &w, blocks, &mut a);
-            gemm_4xn(false, &cols, k2, &w, blocks, &mut b);
+            gemm_indirect(true, &x, &offs, taps, seg2, &w, blocks, &mut a);
+            gemm_indirect(false, &x, &offs, taps, seg2, &w, blocks, &mut b);
             prop_assert_eq!(a, b);
         }
     }
