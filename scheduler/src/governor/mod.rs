@@ -298,7 +298,13 @@ impl Governor {
             self.last_power = w;
         }
         self.last = Some(now);
-        self.state(now)
+        let s = self.state(now);
+        crate::plot!("power.avg_w", s.avg_w);
+        crate::plot!("power.cap_w", s.effective_cap_w);
+        if let Some(t) = s.temp_c {
+            crate::plot!("thermal.temp_c", t);
+        }
+        s
     }
 
     /// The state at `now` without a new sample.
