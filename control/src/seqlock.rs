@@ -38,7 +38,7 @@ pub const READ_ATTEMPTS: usize = 64;
 pub(crate) fn write(seq: &AtomicU64, words: &[AtomicU64], s: &Snapshot) {
     let start = seq.load(Ordering::Relaxed);
     // Odd while writing; a writer that died mid-write left it odd: skip to the next odd.
-    let odd = if start % 2 == 0 { start.wrapping_add(1) } else { start.wrapping_add(2) };
+    let odd = if start.is_multiple_of(2) { start.wrapping_add(1) } else { start.wrapping_add(2) };
     seq.store(odd, Ordering::Relaxed);
     fence(Ordering::Release);
     for (dst, src) in words.iter().zip(s.as_bytes().chunks_exact(8)) {

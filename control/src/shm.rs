@@ -155,7 +155,7 @@ impl ShmPublisher {
         // Mark "writing" while the header is (re)written, so a reader of an older run
         // sees an odd counter and retries rather than trusting a half-written header.
         let seq = words.seq().load(Ordering::Relaxed);
-        let busy = if seq % 2 == 0 { seq.wrapping_add(1) } else { seq };
+        let busy = if seq.is_multiple_of(2) { seq.wrapping_add(1) } else { seq };
         words.seq().store(busy, Ordering::Release);
         for (i, w) in header_words().into_iter().enumerate() {
             if i != SEQ_OFFSET / 8 {

@@ -87,7 +87,7 @@ impl Default for Snapshot {
 pub const SNAPSHOT_SIZE: usize = core::mem::size_of::<Snapshot>();
 /// Size of a [`Snapshot`] in 64-bit words.
 pub const SNAPSHOT_WORDS: usize = SNAPSHOT_SIZE / 8;
-const _: () = assert!(SNAPSHOT_SIZE % 8 == 0, "the seqlock copies whole words");
+const _: () = assert!(SNAPSHOT_SIZE.is_multiple_of(8), "the seqlock copies whole words");
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -132,5 +132,14 @@ impl Snapshot {
     /// `now - publish_ns`, the snapshot's age in nanoseconds (0 if `now` is earlier).
     pub fn age_ns(&self, now_ns: u64) -> u64 {
         now_ns.saturating_sub(self.publish_ns)
+    }
+
+    /// The ladder's "publish the last snapshot flagged stale" rung: the same content,
+    /// flagged [`FLAG_STALE`], with the current ladder level. `capture_ns` and the
+    /// per-camera capture times are kept, so readers see how old the content really is;
+    /// the publisher stamps `publish_ns`, `sequence` and `checksum` as usual.
+    pub fn mark_stale(&mut self, degradation_level: u16) {
+        self.flags |= FLAG_STALE;
+        self.degradation_level = degradation_level;
     }
 }

@@ -17,7 +17,7 @@ fn snapshot(k: u64) -> Snapshot {
         publish_ns: now_ns(),
         model_version: k,
         degradation_level: (k % 7) as u16,
-        flags: if k % 2 == 0 { FLAG_DEGRADED } else { 0 },
+        flags: if k.is_multiple_of(2) { FLAG_DEGRADED } else { 0 },
         camera_count: MAX_CAMERAS as u16,
         ..Snapshot::default()
     };
@@ -62,7 +62,7 @@ fn writer(mut publish: impl FnMut(&mut Snapshot) + Send + 'static, stop: Arc<Ato
             publish(&mut s);
             longest = longest.max(t.elapsed().as_nanos() as u64);
             count.store(k, Ordering::Relaxed);
-            if k % 256 == 0 {
+            if k.is_multiple_of(256) {
                 thread::yield_now();
             }
         }
@@ -267,4 +267,22 @@ fn objects_beyond_capacity_are_counted_not_written() {
     assert_eq!(s.objects().len(), 2);
     assert_eq!(s.objects[2], Object::default(), "unused entries are zeroed");
     assert_eq!(s.age_ns(s.publish_ns + 5), 5);
+}
+
+#[test]
+fn a_stale_republication_keeps_its_capture_times() {
+    let (mut tx, rx) = channel();
+    let mut s = snapshot(9);
+    tx.publish(&mut s);
+    let first = rx.read().unwrap();
+    assert_eq!(first.flags & FLAG_STALE, 0);
+    let mut again = first;
+    again.mark_stale(12);
+    again.publish_ns = first.publish_ns + 1_000;
+    tx.publish(&mut again);
+    let second = rx.read().unwrap();
+    assert_eq!((second.sequence, second.flags & FLAG_STALE, second.degradation_level), (2, FLAG_STALE, 12));
+    assert_eq!(second.capture_ns, first.capture_ns);
+    assert_eq!(second.objects(), first.objects());
+    assert!(second.verify());
 }

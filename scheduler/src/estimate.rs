@@ -20,26 +20,41 @@ pub trait ExecTimeModel {
 /// Samples kept per variant.
 pub const WINDOW: usize = 64;
 
-/// A sliding window of the last [`WINDOW`] samples with an order statistic, no allocation.
+/// A sliding window of the last [`WINDOW`] samples with order statistics, no allocation.
+///
+/// The samples are kept twice: in arrival order (to know which one leaves) and sorted
+/// (so a percentile is one index). A push is two binary searches and two short moves.
 #[derive(Clone, Debug)]
 pub struct Window {
     samples: [u64; WINDOW],
+    sorted: [u64; WINDOW],
     len: usize,
     next: usize,
 }
 
 impl Default for Window {
     fn default() -> Self {
-        Window { samples: [0; WINDOW], len: 0, next: 0 }
+        Window { samples: [0; WINDOW], sorted: [0; WINDOW], len: 0, next: 0 }
     }
 }
 
 impl Window {
     /// Adds a sample, evicting the oldest once full.
     pub fn push(&mut self, v: u64) {
+        if self.len == WINDOW {
+            let old = self.samples[self.next];
+            // Present by construction; any copy of an equal value will do.
+            if let Ok(i) = self.sorted[..self.len].binary_search(&old) {
+                self.sorted.copy_within(i + 1..self.len, i);
+                self.len -= 1;
+            }
+        }
         self.samples[self.next] = v;
         self.next = (self.next + 1) % WINDOW;
-        self.len = (self.len + 1).min(WINDOW);
+        let pos = self.sorted[..self.len].partition_point(|x| *x <= v);
+        self.sorted.copy_within(pos..self.len, pos + 1);
+        self.sorted[pos] = v;
+        self.len += 1;
     }
 
     /// Samples held.
@@ -53,18 +68,13 @@ impl Window {
     }
 
     /// Nearest-rank percentile `p` in `0.0..=1.0` (the smallest sample with at least
-    /// `p` of the samples at or below it); `None` when empty. Copies into a stack buffer.
+    /// `p` of the samples at or below it); `None` when empty.
     pub fn percentile(&self, p: f64) -> Option<u64> {
         if self.len == 0 {
             return None;
         }
-        let mut buf = [0u64; WINDOW];
-        let live = &mut buf[..self.len];
-        live.copy_from_slice(&self.samples[..self.len]);
         let rank = (p.clamp(0.0, 1.0) * self.len as f64).ceil() as usize;
-        let idx = rank.clamp(1, self.len) - 1;
-        let (_, v, _) = live.select_nth_unstable(idx);
-        Some(*v)
+        Some(self.sorted[rank.clamp(1, self.len) - 1])
     }
 }
 
@@ -160,6 +170,27 @@ mod tests {
         assert_eq!(w.percentile(0.5), Some(100));
         assert_eq!(w.percentile(1.0), Some(200));
         assert_eq!(w.percentile(0.0), Some(10));
+    }
+
+    #[test]
+    fn sorted_window_matches_a_sort_of_the_last_samples() {
+        let mut w = Window::default();
+        let mut all = Vec::new();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..1_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = if i % 5 == 0 { 42 } else { x % 1_000 }; // with repeated values
+            w.push(v);
+            all.push(v);
+            let mut last: Vec<u64> = all[all.len().saturating_sub(WINDOW)..].to_vec();
+            last.sort_unstable();
+            for p in [0.0, 0.5, 0.95, 0.99, 1.0] {
+                let rank = ((p * last.len() as f64).ceil() as usize).clamp(1, last.len());
+                assert_eq!(w.percentile(p), Some(last[rank - 1]), "after {i} pushes, p{p}");
+            }
+        }
     }
 
     #[test]

@@ -375,6 +375,7 @@ impl<T, C: Clock + Clone, M: ExecTimeModel> Executor<T, C, M> {
         if self.running.is_some() {
             return Next::Idle;
         }
+        crate::plot!("executor.pending", self.pending());
         let mut best: Option<(CameraId, Instant, u8)> = None;
         for (cam, slot) in self.pending.iter().enumerate() {
             if let Some(p) = slot {

@@ -387,6 +387,7 @@ impl Ladder {
         let from = self.level;
         let step = if to > from { self.levels[to].step } else { self.levels[from].step };
         self.level = to;
+        crate::plot!("ladder.level", to);
         let e = LadderEvent { at: now, from: from as u16, to: to as u16, step, reason };
         let cap = self.events.len();
         if self.len == cap {
@@ -396,10 +397,11 @@ impl Ladder {
         }
         self.events[self.head] = Some(e);
         self.head = (self.head + 1) % cap;
-        if to > from && step == Step::Revert {
-            if let Some(h) = self.revert.as_mut() {
-                h.request_revert(reason);
-            }
+        if to > from
+            && step == Step::Revert
+            && let Some(h) = self.revert.as_mut()
+        {
+            h.request_revert(reason);
         }
         e
     }

@@ -9,9 +9,46 @@
 //! CONTRACT (the pipeline codes against these): [`Clock`], [`MonotonicClock`],
 //! [`VirtualClock`]; [`Executor::new`] / `submit` / `dispatch` / `complete` /
 //! `set_policy` / `take_stats` / `take_degraded`; [`ExecTimeModel`];
-//! [`Ladder::new`] / `update` / `policy` / `events`; [`governor::Governor::update`] and
+//! [`Ladder::new`] / `update` / `policy` / `apply` / `stale` / `drain_events`;
+//! [`governor::Governor::update`] and
 //! [`governor::PowerSensor`]. Everything on the hot path is allocation-free after
 //! construction (tested with a counting allocator in `tests/no_alloc.rs`).
+//!
+//! The hot loop, on one thread:
+//!
+//! ```
+//! use scheduler::clock::{micros, millis};
+//! use scheduler::*;
+//!
+//! let clock = VirtualClock::new(Instant::from_ticks(0)); // MonotonicClock on the vehicle
+//! let cams = vec![CameraSpec { criticality: Criticality::High, nominal_fps: 36.0, min_fps: 18.0 }; 2];
+//! let mut ladder = Ladder::new(LadderConfig::new(cams, 3)).unwrap();
+//! let cfg = ExecutorConfig { cameras: 2, variants: 3, margin: micros(200), watchdog_grace: millis(1) };
+//! let mut exec = Executor::new(cfg, clock.clone(), OnlineEstimator::new(&[millis(8), millis(4), millis(2)]));
+//! ladder.apply(&mut exec);
+//!
+//! // A frame arrives from a camera ring (the payload is the caller's frame handle).
+//! let capture = clock.now();
+//! let _ = exec.submit(FrameJob { camera: 0, capture, deadline: capture + millis(25), payload: 7u32 });
+//! loop {
+//!     match exec.dispatch() {
+//!         Next::Run(job) => {
+//!             // backend.run(plan[job.variant], frame), polling job.token.is_cancelled()
+//!             clock.advance(millis(3));
+//!             let (verdict, _frame) = exec.complete(job, JobStatus::Finished);
+//!             assert!(matches!(verdict, Completion::OnTime { .. }));
+//!         }
+//!         Next::Skip(skipped) => { /* return skipped.payload to its pool */ }
+//!         Next::Idle => break,
+//!     }
+//! }
+//! // Every evaluation period: governor state + miss ratio -> ladder -> executor policy.
+//! let stats = exec.take_stats();
+//! let pressure = Pressure { miss_ratio: stats.miss_ratio(), power_w: 20.0, cap_w: 30.0, thermal_limited: false };
+//! if ladder.update(clock.now(), pressure).is_some() {
+//!     ladder.apply(&mut exec);
+//! }
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod clock;

@@ -226,3 +226,27 @@ fn shared_state_round_trips() {
     cell.store(&s2);
     assert_eq!(cell.load(), s2);
 }
+
+#[test]
+fn detection_prefers_rail_monitors_and_explains_every_miss() {
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    let (none, why) = detect(r);
+    assert!(none.is_none());
+    assert_eq!(why.len(), 4, "{why:?}");
+    assert!(why.iter().any(|w| w.contains("NVML")), "{why:?}");
+    assert!(why.iter().any(|w| w.contains("intel-rapl")), "{why:?}");
+
+    put(r, "sys/class/powercap/intel-rapl:0/energy_uj", "0\n");
+    put(r, "sys/class/powercap/intel-rapl:0/max_energy_range_uj", "1000\n");
+    assert_eq!(detect(r).0.unwrap().name(), "rapl");
+    put(r, "sys/class/hwmon/hwmon0/name", "amdgpu\n");
+    put(r, "sys/class/hwmon/hwmon0/power1_input", "1000000\n");
+    assert_eq!(detect(r).0.unwrap().name(), "hwmon:amdgpu");
+    put(r, "sys/bus/i2c/drivers/ina3221x/0-0040/iio:device0/rail_name_0", "VDD_IN\n");
+    put(r, "sys/bus/i2c/drivers/ina3221x/0-0040/iio:device0/in_power0_input", "5000\n");
+    let (s, _) = detect(r);
+    let mut s = s.unwrap();
+    assert_eq!(s.name(), "ina3221");
+    assert_eq!(s.read(at(0)).unwrap().power_w, Some(5.0));
+}

@@ -90,7 +90,7 @@ fn steady_state_hot_loop_does_not_allocate() {
                     Next::Idle => break,
                 }
             }
-            if frame % 4 == 0 {
+            if frame.is_multiple_of(4) {
                 let now = clock.now();
                 let reading = energy.read(now).unwrap();
                 let g = gov.update(now, reading);

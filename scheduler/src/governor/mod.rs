@@ -77,6 +77,35 @@ pub trait PowerSensor: Send {
     fn read(&mut self, now: Instant) -> Result<Reading, SensorError>;
 }
 
+/// Finds the best power sensor on this machine, in the order NVML (with the `nvml`
+/// feature) -> Jetson INA3221 -> hwmon -> RAPL, below `sysfs_root` (`/` on a vehicle;
+/// a temporary tree in tests). Returns the sensor, or `None` and one line per reader
+/// saying why it was not usable, in which case the caller falls back to an
+/// [`EnergyModel`]. Start-up only (file I/O, allocation).
+pub fn detect(sysfs_root: &std::path::Path) -> (Option<Box<dyn PowerSensor>>, Vec<String>) {
+    let mut why = Vec::new();
+    #[cfg(feature = "nvml")]
+    match NvmlSensor::open(0) {
+        Ok(s) => return (Some(Box::new(s)), why),
+        Err(e) => why.push(e.to_string()),
+    }
+    #[cfg(not(feature = "nvml"))]
+    why.push("NVML: not built (enable the `nvml` feature)".to_owned());
+    match Ina3221::discover(&sysfs_root.join("sys/bus/i2c/drivers"), None) {
+        Ok(s) => return (Some(Box::new(s)), why),
+        Err(e) => why.push(e.to_string()),
+    }
+    match Hwmon::discover(&sysfs_root.join("sys/class/hwmon"), None) {
+        Ok(s) => return (Some(Box::new(s)), why),
+        Err(e) => why.push(e.to_string()),
+    }
+    match Rapl::discover(&sysfs_root.join("sys/class/powercap")) {
+        Ok(s) => return (Some(Box::new(s)), why),
+        Err(e) => why.push(e.to_string()),
+    }
+    (None, why)
+}
+
 /// Samples kept by [`PowerWindow`].
 pub const WINDOW_SAMPLES: usize = 512;
 
@@ -298,7 +327,13 @@ impl Governor {
             self.last_power = w;
         }
         self.last = Some(now);
-        self.state(now)
+        let s = self.state(now);
+        crate::plot!("power.avg_w", s.avg_w);
+        crate::plot!("power.cap_w", s.effective_cap_w);
+        if let Some(t) = s.temp_c {
+            crate::plot!("thermal.temp_c", t);
+        }
+        s
     }
 
     /// The state at `now` without a new sample.
