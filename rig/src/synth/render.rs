@@ -546,8 +546,8 @@ fn render_band(cam: &CamRays, prep: &CamPrep, scene: &Scene, lut: &[u8], it: &mu
                 };
                 if t.is_finite() {
                     let f = (-light.fog * t).exp();
-                    for k in 0..3 {
-                        c[k] = c[k] * f + light.sky_horizon[k] * (1.0 - f);
+                    for (ck, hk) in c.iter_mut().zip(light.sky_horizon) {
+                        *ck = *ck * f + hk * (1.0 - f);
                     }
                 }
                 let h = hash2(cam_salt, idx as u32, 0x5bd1_e995);
@@ -582,11 +582,7 @@ fn sky(light: &SceneLight, d: V3) -> V3 {
     for _ in 0..6 {
         s *= s;
     }
-    let mut c = [0.0; 3];
-    for k in 0..3 {
-        c[k] = light.sky_horizon[k] + (light.sky_top[k] - light.sky_horizon[k]) * up + 1.5 * s * light.sun_colour[k];
-    }
-    c
+    std::array::from_fn(|k| light.sky_horizon[k] + (light.sky_top[k] - light.sky_horizon[k]) * up + 1.5 * s * light.sun_colour[k])
 }
 
 fn lit(light: &SceneLight, albedo: V3, n: V3, shadowed: bool) -> V3 {
@@ -712,16 +708,16 @@ fn in_shadow(scene: &Scene, cands: &[u32], p: V3) -> bool {
         let q = [ob.cos * r[0] + ob.sin * r[1], -ob.sin * r[0] + ob.cos * r[1]];
         // Is there t in [0, height] with q - t * shadow_local inside the footprint?
         let (mut t0, mut t1) = (0.0f32, ob.env_max[2]);
-        for k in 0..2 {
+        for (k, &qk) in q.iter().enumerate() {
             let dk = -ob.shadow_local[k];
             if dk.abs() < 1e-9 {
-                if q[k] < ob.env_min[k] || q[k] > ob.env_max[k] {
+                if qk < ob.env_min[k] || qk > ob.env_max[k] {
                     t0 = 1.0;
                     t1 = 0.0;
                 }
             } else {
-                let a = (ob.env_min[k] - q[k]) / dk;
-                let b = (ob.env_max[k] - q[k]) / dk;
+                let a = (ob.env_min[k] - qk) / dk;
+                let b = (ob.env_max[k] - qk) / dk;
                 t0 = t0.max(a.min(b));
                 t1 = t1.min(a.max(b));
             }
