@@ -2,7 +2,9 @@
 //!
 //! `cargo run -p rig --release --example frame_time -- [--frames N] [--seed S]`
 //!
-//! Prints the mean and percentiles per thread count (1 thread and all cores).
+//! Prints the mean and percentiles of wall time per thread count (1 thread and all cores), and
+//! the process CPU time per frame (user + system, from `/proc/self/stat` on Linux), which is
+//! the fairer figure on a machine shared with other work.
 
 use std::time::Instant;
 
@@ -33,17 +35,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut images = vec![Vec::new(); CAMERA_COUNT];
         world.next_frame(&mut images); // warm-up
         let mut ms = Vec::with_capacity(frames);
+        let cpu0 = cpu_ms();
         for _ in 0..frames {
             let t = Instant::now();
             let truth = world.next_frame(&mut images);
             ms.push(t.elapsed().as_secs_f64() * 1e3);
             std::hint::black_box(truth);
         }
+        let cpu = match (cpu0, cpu_ms()) {
+            (Some(a), Some(b)) => format!(", CPU {:.1} ms/frame", (b - a) / frames as f64),
+            _ => String::new(),
+        };
         ms.sort_by(f64::total_cmp);
         let mean = ms.iter().sum::<f64>() / ms.len() as f64;
         let pct = |p: f64| ms[((ms.len() - 1) as f64 * p).round() as usize];
         println!(
-            "threads {threads}: {frames} frames of 8 x 640x384, mean {mean:.1} ms, p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms ({:.1} frames/s)",
+            "threads {threads}: {frames} frames of 8 x 640x384, mean {mean:.1} ms, p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms ({:.1} frames/s){cpu}",
             pct(0.5),
             pct(0.9),
             pct(1.0),
@@ -51,4 +58,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
+}
+
+/// User plus system CPU time of this process so far, milliseconds (Linux `/proc/self/stat`,
+/// clock ticks of 10 ms).
+fn cpu_ms() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) * 10.0)
 }

@@ -18,21 +18,35 @@ pub(crate) fn hash3(a: u32, b: u32, c: u32) -> u32 {
     mix(mix(mix(a ^ 0x9e37_79b9).wrapping_add(b) ^ 0x85eb_ca6b).wrapping_add(c))
 }
 
+/// A cheaper hash of a seed and a 2D lattice point (one avalanche round), for per-pixel noise.
+#[inline]
+pub(crate) fn hash2(seed: u32, x: u32, y: u32) -> u32 {
+    mix(seed ^ x.wrapping_mul(0x8da6_b343) ^ y.wrapping_mul(0xd816_3841).rotate_left(16))
+}
+
 /// Maps a hash to `[0, 1)`.
 #[inline]
 pub(crate) fn unit(h: u32) -> f32 {
     (h >> 8) as f32 * (1.0 / 16_777_216.0)
 }
 
+/// `floor` without a libm call (the x86-64 baseline has no rounding instruction); exact for
+/// |x| < 2^31.
+#[inline]
+pub(crate) fn fast_floor(x: f32) -> f32 {
+    let t = x as i32 as f32;
+    if t > x { t - 1.0 } else { t }
+}
+
 /// Bilinear value noise in `[0, 1)` on an integer lattice; `x`, `y` in lattice units, `ox`, `oy`
 /// integer lattice offsets (kept separate so large world coordinates keep their precision).
 #[inline]
 pub(crate) fn value_noise(seed: u32, x: f32, y: f32, ox: i32, oy: i32) -> f32 {
-    let fx = x.floor();
-    let fy = y.floor();
+    let fx = fast_floor(x);
+    let fy = fast_floor(y);
     let (tx, ty) = (x - fx, y - fy);
     let (ix, iy) = ((fx as i32).wrapping_add(ox) as u32, (fy as i32).wrapping_add(oy) as u32);
-    let h = |dx: u32, dy: u32| unit(hash3(seed, ix.wrapping_add(dx), iy.wrapping_add(dy)));
+    let h = |dx: u32, dy: u32| unit(hash2(seed, ix.wrapping_add(dx), iy.wrapping_add(dy)));
     let (sx, sy) = (tx * tx * (3.0 - 2.0 * tx), ty * ty * (3.0 - 2.0 * ty));
     let top = h(0, 0) + (h(1, 0) - h(0, 0)) * sx;
     let bottom = h(0, 1) + (h(1, 1) - h(0, 1)) * sx;

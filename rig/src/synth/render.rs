@@ -13,7 +13,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::noise::{hash3, mix, unit, value_noise};
+use super::noise::{fast_floor, hash2, hash3, mix, unit, value_noise};
 use super::world;
 
 const LANE_W: f32 = world::LANE_W as f32;
@@ -66,21 +66,36 @@ impl Cone {
         Cone { axis, angle, cos: angle.cos(), sin: angle.sin() }
     }
 
-    /// Whether a sphere (centre relative to the cone apex) intersects the cone.
+    /// Whether a sphere (seen from the cone apex) intersects the cone.
     #[inline]
-    fn hits_sphere(&self, v: V3, r: f32) -> bool {
+    fn hits(&self, s: &SphereView) -> bool {
+        if s.inside || self.angle + s.angle >= PI {
+            return true;
+        }
+        dot(s.v, self.axis) >= s.d * (self.cos * s.cos - self.sin * s.sin)
+    }
+}
+
+/// A sphere as seen from a camera centre: direction, distance and angular radius.
+#[derive(Clone, Copy, Debug)]
+struct SphereView {
+    v: V3,
+    d: f32,
+    angle: f32,
+    cos: f32,
+    sin: f32,
+    inside: bool,
+}
+
+impl SphereView {
+    fn new(v: V3, r: f32) -> SphereView {
         let d2 = dot(v, v);
         if d2 <= r * r {
-            return true;
+            return SphereView { v, d: 0.0, angle: PI, cos: -1.0, sin: 0.0, inside: true };
         }
         let d = d2.sqrt();
-        let sin_a = r / d;
-        let a = sin_a.asin();
-        if self.angle + a >= PI {
-            return true;
-        }
-        let cos_a = (1.0 - sin_a * sin_a).sqrt();
-        dot(v, self.axis) >= d * (self.cos * cos_a - self.sin * sin_a)
+        let sin = r / d;
+        SphereView { v, d, angle: sin.asin(), cos: (1.0 - sin * sin).sqrt(), sin, inside: false }
     }
 }
 
@@ -180,6 +195,9 @@ pub(crate) struct Obj {
     shadow_r: f32,
     /// Shadow displacement per metre of height, object frame.
     shadow_local: [f32; 2],
+    /// Vehicle-frame axis-aligned bounds of the envelope (a cheap first test per pixel).
+    aabb_min: V3,
+    aabb_max: V3,
 }
 
 /// Lighting of one frame, vehicle frame.
@@ -257,6 +275,20 @@ impl Scene {
         let shadow_c = [bound_c[0] + 0.5 * height * sd[0], bound_c[1] + 0.5 * height * sd[1], 0.0];
         let shadow_r = (half[0] * half[0] + half[1] * half[1]).sqrt() + 0.5 * height * (sd[0] * sd[0] + sd[1] * sd[1]).sqrt() + 1e-2;
         let shadow_local = [cos * sd[0] + sin * sd[1], -sin * sd[0] + cos * sd[1]];
+        let mut aabb_min = [f32::INFINITY, f32::INFINITY, pos[2] + env_min[2]];
+        let mut aabb_max = [f32::NEG_INFINITY, f32::NEG_INFINITY, pos[2] + env_max[2]];
+        for (x, y) in [(env_min[0], env_min[1]), (env_min[0], env_max[1]), (env_max[0], env_min[1]), (env_max[0], env_max[1])] {
+            let r = rot(x, y);
+            aabb_min[0] = aabb_min[0].min(pos[0] + r[0]);
+            aabb_min[1] = aabb_min[1].min(pos[1] + r[1]);
+            aabb_max[0] = aabb_max[0].max(pos[0] + r[0]);
+            aabb_max[1] = aabb_max[1].max(pos[1] + r[1]);
+        }
+        // Pad by a hair so rounding in the rotation can never reject a true hit.
+        for k in 0..3 {
+            aabb_min[k] -= 1e-3;
+            aabb_max[k] += 1e-3;
+        }
         self.objs.push(Obj {
             pos,
             cos,
@@ -271,6 +303,8 @@ impl Scene {
             shadow_c,
             shadow_r,
             shadow_local,
+            aabb_min,
+            aabb_max,
         });
         (env_min, env_max)
     }
@@ -328,8 +362,8 @@ pub(crate) fn tone_lut() -> Vec<u8> {
 
 /// Objects one camera can see, with the camera centre in each object's frame.
 struct CamPrep {
-    objs: Vec<(u32, V3)>,
-    shadows: Vec<u32>,
+    objs: Vec<(u32, V3, SphereView)>,
+    shadows: Vec<(u32, SphereView)>,
 }
 
 fn prepare(cam: &CamRays, scene: &Scene) -> CamPrep {
@@ -337,13 +371,15 @@ fn prepare(cam: &CamRays, scene: &Scene) -> CamPrep {
     let mut objs = Vec::new();
     let mut shadows = Vec::new();
     for (i, ob) in scene.objs.iter().enumerate() {
-        if cam.cone.hits_sphere(sub(ob.bound_c, o), ob.bound_r) {
+        let view = SphereView::new(sub(ob.bound_c, o), ob.bound_r);
+        if cam.cone.hits(&view) {
             let r = sub(o, ob.pos);
             let local = [ob.cos * r[0] + ob.sin * r[1], -ob.sin * r[0] + ob.cos * r[1], r[2]];
-            objs.push((i as u32, local));
+            objs.push((i as u32, local, view));
         }
-        if scene.light.sun[2] > 0.0 && cam.cone.hits_sphere(sub(ob.shadow_c, o), ob.shadow_r) {
-            shadows.push(i as u32);
+        let view = SphereView::new(sub(ob.shadow_c, o), ob.shadow_r);
+        if scene.light.sun[2] > 0.0 && cam.cone.hits(&view) {
+            shadows.push((i as u32, view));
         }
     }
     CamPrep { objs, shadows }
@@ -424,24 +460,24 @@ fn render_band(cam: &CamRays, prep: &CamPrep, scene: &Scene, lut: &[u8], it: &mu
     let v_end = (v_start + TILE).min(cam.height);
     let o = cam.origin;
     let light = &scene.light;
-    let mut cands: Vec<(u32, V3)> = Vec::with_capacity(64);
+    // (object, camera centre in the object frame, AABB relative to the camera centre)
+    let mut cands: Vec<(u32, V3, V3, V3)> = Vec::with_capacity(64);
     let mut shadow_cands: Vec<u32> = Vec::with_capacity(32);
     let cam_salt = mix(scene.noise_seed ^ (it.cam as u32).wrapping_mul(0x9e37_79b9));
     let noise_amp = 0.012 / light.gain.max(0.2);
     for tx in 0..cam.tiles_x {
         let cone = &cam.tiles[it.band * cam.tiles_x + tx];
         cands.clear();
-        for &(i, local) in &prep.objs {
-            let ob = &scene.objs[i as usize];
-            if cone.hits_sphere(sub(ob.bound_c, o), ob.bound_r) {
-                cands.push((i, local));
+        for (i, local, view) in &prep.objs {
+            if cone.hits(view) {
+                let ob = &scene.objs[*i as usize];
+                cands.push((*i, *local, sub(ob.aabb_min, o), sub(ob.aabb_max, o)));
             }
         }
         shadow_cands.clear();
-        for &i in &prep.shadows {
-            let ob = &scene.objs[i as usize];
-            if cone.hits_sphere(sub(ob.shadow_c, o), ob.shadow_r) {
-                shadow_cands.push(i);
+        for (i, view) in &prep.shadows {
+            if cone.hits(view) {
+                shadow_cands.push(*i);
             }
         }
         let u_end = ((tx + 1) * TILE).min(w);
@@ -450,10 +486,17 @@ fn render_band(cam: &CamRays, prep: &CamPrep, scene: &Scene, lut: &[u8], it: &mu
                 let idx = v * w + u;
                 let d = cam.dirs[idx];
                 let mut best: Option<Hit> = None;
-                for &(oi, ol) in &cands {
+                let inv_d = [1.0 / d[0], 1.0 / d[1], 1.0 / d[2]];
+                for &(oi, ol, bmin, bmax) in &cands {
+                    if !slab(bmin, bmax, [0.0; 3], inv_d) {
+                        continue;
+                    }
                     let ob = &scene.objs[oi as usize];
                     let dl = [ob.cos * d[0] + ob.sin * d[1], -ob.sin * d[0] + ob.cos * d[1], d[2]];
                     let inv = [1.0 / dl[0], 1.0 / dl[1], 1.0 / dl[2]];
+                    if ob.parts.len() > 1 && !slab(ob.env_min, ob.env_max, ol, inv) {
+                        continue;
+                    }
                     let mut any = false;
                     for pi in ob.parts.clone() {
                         let p = &scene.parts[pi as usize];
@@ -503,11 +546,11 @@ fn render_band(cam: &CamRays, prep: &CamPrep, scene: &Scene, lut: &[u8], it: &mu
                 };
                 if t.is_finite() {
                     let f = (-light.fog * t).exp();
-                    for k in 0..3 {
-                        c[k] = c[k] * f + light.sky_horizon[k] * (1.0 - f);
+                    for (ck, hk) in c.iter_mut().zip(light.sky_horizon) {
+                        *ck = *ck * f + hk * (1.0 - f);
                     }
                 }
-                let h = hash3(cam_salt, idx as u32, 0x5bd1_e995);
+                let h = hash2(cam_salt, idx as u32, 0x5bd1_e995);
                 let px = &mut it.out[((v - v_start) * w + u) * 3..][..3];
                 for k in 0..3 {
                     let n = (((h >> (8 * k)) & 0xff) as f32 * (1.0 / 127.5) - 1.0) * noise_amp;
@@ -519,17 +562,27 @@ fn render_band(cam: &CamRays, prep: &CamPrep, scene: &Scene, lut: &[u8], it: &mu
     }
 }
 
+/// Whether the ray `o + t / inv` (t > 0) meets the box at all.
+#[inline]
+fn slab(min: V3, max: V3, o: V3, inv: V3) -> bool {
+    let mut tn = f32::NEG_INFINITY;
+    let mut tf = f32::INFINITY;
+    for k in 0..3 {
+        let t1 = (min[k] - o[k]) * inv[k];
+        let t2 = (max[k] - o[k]) * inv[k];
+        tn = tn.max(t1.min(t2));
+        tf = tf.min(t1.max(t2));
+    }
+    tn <= tf && tf > 1e-3
+}
+
 fn sky(light: &SceneLight, d: V3) -> V3 {
     let up = (d[2] * 3.0).clamp(0.0, 1.0);
     let mut s = dot(d, light.sun).max(0.0);
     for _ in 0..6 {
         s *= s;
     }
-    let mut c = [0.0; 3];
-    for k in 0..3 {
-        c[k] = light.sky_horizon[k] + (light.sky_top[k] - light.sky_horizon[k]) * up + 1.5 * s * light.sun_colour[k];
-    }
-    c
+    std::array::from_fn(|k| light.sky_horizon[k] + (light.sky_top[k] - light.sky_horizon[k]) * up + 1.5 * s * light.sun_colour[k])
 }
 
 fn lit(light: &SceneLight, albedo: V3, n: V3, shadowed: bool) -> V3 {
@@ -610,7 +663,7 @@ fn shade_object(scene: &Scene, h: &Hit) -> V3 {
         Material::Skin | Material::Metal => c,
         Material::Facade => {
             let along = if h.axis == 1 { p[0] } else { p[1] };
-            let (col, floor) = ((along / 3.0).floor(), (p[2] / 3.2).floor());
+            let (col, floor) = (fast_floor(along / 3.0), fast_floor(p[2] / 3.2));
             let (fu, fz) = (along / 3.0 - col, p[2] / 3.2 - floor);
             let window = h.axis != 2 && (0.2..0.8).contains(&fu) && (0.3..0.78).contains(&fz) && p[2] > 1.0 && p[2] < part.max[2] - 0.6;
             if window {
@@ -647,20 +700,24 @@ fn shade_object(scene: &Scene, h: &Hit) -> V3 {
 fn in_shadow(scene: &Scene, cands: &[u32], p: V3) -> bool {
     for &i in cands {
         let ob = &scene.objs[i as usize];
+        let (ex, ey) = (p[0] - ob.shadow_c[0], p[1] - ob.shadow_c[1]);
+        if ex * ex + ey * ey > ob.shadow_r * ob.shadow_r {
+            continue;
+        }
         let r = [p[0] - ob.pos[0], p[1] - ob.pos[1]];
         let q = [ob.cos * r[0] + ob.sin * r[1], -ob.sin * r[0] + ob.cos * r[1]];
         // Is there t in [0, height] with q - t * shadow_local inside the footprint?
         let (mut t0, mut t1) = (0.0f32, ob.env_max[2]);
-        for k in 0..2 {
+        for (k, &qk) in q.iter().enumerate() {
             let dk = -ob.shadow_local[k];
             if dk.abs() < 1e-9 {
-                if q[k] < ob.env_min[k] || q[k] > ob.env_max[k] {
+                if qk < ob.env_min[k] || qk > ob.env_max[k] {
                     t0 = 1.0;
                     t1 = 0.0;
                 }
             } else {
-                let a = (ob.env_min[k] - q[k]) / dk;
-                let b = (ob.env_max[k] - q[k]) / dk;
+                let a = (ob.env_min[k] - qk) / dk;
+                let b = (ob.env_max[k] - qk) / dk;
                 t0 = t0.max(a.min(b));
                 t1 = t1.min(a.max(b));
             }
@@ -685,8 +742,8 @@ fn shade_ground(scene: &Scene, shadow_cands: &[u32], p: V3, t: f32) -> V3 {
     let coarse = value_noise(g.seed, xw * 2.0, l * 2.0, g.origin_cells, 0);
     let fine = if detail > 0.0 { value_noise(g.seed ^ 0x55, xw * 9.0, l * 9.0, g.origin_cells * 9 / 2, 0) } else { 0.5 };
     let asphalt = light.asphalt * (0.8 + 0.3 * coarse + 0.25 * detail * (fine - 0.5));
-    let dash_index = (xw / 12.0).floor() as i32 + g.origin_cells / 24;
-    let dash_phase = xw / 12.0 - (xw / 12.0).floor();
+    let dash_index = fast_floor(xw / 12.0) as i32 + g.origin_cells / 24;
+    let dash_phase = xw / 12.0 - fast_floor(xw / 12.0);
     let worn = 0.55 + 0.45 * coarse;
     let marking = |c: V3| -> V3 { [asphalt + (c[0] - asphalt) * worn, asphalt + (c[1] - asphalt) * worn, asphalt + (c[2] - asphalt) * worn] };
     let albedo = if al < ROAD_EDGE + 0.1 {
@@ -705,12 +762,12 @@ fn shade_ground(scene: &Scene, shadow_cands: &[u32], p: V3, t: f32) -> V3 {
     } else if al < BIKE_EDGE {
         if (al - BIKE_EDGE).abs() < 0.06 { marking([0.78, 0.78, 0.76]) } else { [asphalt * 1.05, asphalt * 0.95, asphalt * 0.92] }
     } else if al < CURB {
-        let stall = xw / 6.0 - (xw / 6.0).floor();
+        let stall = xw / 6.0 - fast_floor(xw / 6.0);
         if stall < 0.02 && al > CURB - 1.6 { marking([0.78, 0.78, 0.76]) } else { [asphalt * 1.08; 3] }
     } else if al < CURB + 0.2 {
         [0.5, 0.5, 0.48]
     } else if al < SIDEWALK_EDGE {
-        let (a, b) = (xw / 1.5 - (xw / 1.5).floor(), (al - CURB) / 1.5 - ((al - CURB) / 1.5).floor());
+        let (a, b) = (xw / 1.5 - fast_floor(xw / 1.5), (al - CURB) / 1.5 - fast_floor((al - CURB) / 1.5));
         let joint = a < 0.03 || b < 0.03;
         let base = 0.36 + 0.1 * coarse;
         if joint { [base * 0.7; 3] } else { [base, base * 0.98, base * 0.94] }
