@@ -112,7 +112,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         let path = args.out.join(format!("{}.vplan", choice.spec.name));
         kernels::vplan::save(&c.plan, &path).with_context(|| format!("writing {}", path.display()))?;
         let min_sqnr = c.layers.iter().map(|l| l.sqnr_db).fold(f64::INFINITY, f64::min);
-        pb.println(format!(
+        pb.suspend(|| println!(
             "{:<6} {}x{}  {:.3} GOPs  {} params  latency {:.1} ms (cpu, 2 threads)  energy ~{:.1} mJ  min layer SQNR {:.1} dB -> {}",
             choice.spec.name,
             choice.input_hw.1,
