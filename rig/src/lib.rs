@@ -22,5 +22,5 @@
 pub mod calib;
 pub mod synth;
 
-pub use calib::{Camera, CameraId, Rig, CAMERA_COUNT};
-pub use synth::{FrameTruth, GtBox, GtObject, ObjectClass, SyntheticRig};
+pub use calib::{CalibError, Camera, CameraId, Criticality, Rig, CAMERA_COUNT};
+pub use synth::{FrameTruth, GtBox, GtObject, ObjectClass, PlacedObject, SyntheticRig};
