@@ -35,7 +35,7 @@ fn int8_lite_map_is_within_tolerance_of_fp32() {
 
     // Calibrate on the first half, evaluate on all frames.
     let calib: Vec<Vec<u8>> = data[..data.len() / 2].iter().map(|d| d.rgb.clone()).collect();
-    let c = compile::compile_variant(&bytes, &choice, &calib, Method::Percentile, &mut |_, _| {}).unwrap();
+    let c = compile::compile_variant(&bytes, &choice, &calib, Method::MinMax, &mut |_, _| {}).unwrap();
     let plan = &c.plan;
 
     let fg = compile::load_graph(&bytes, Some(choice.input_hw)).unwrap();

@@ -32,7 +32,7 @@ pub struct Args {
     #[arg(long)]
     pub out: PathBuf,
     /// Activation range calibration method.
-    #[arg(long, default_value = "percentile", value_parser = ["minmax", "percentile", "entropy", "mse"])]
+    #[arg(long, default_value = "minmax", value_parser = ["minmax", "percentile", "entropy", "mse"])]
     pub method: String,
     /// Variants to build (comma-separated subset of full,lite,floor).
     #[arg(long, default_value = "full,lite,floor", value_delimiter = ',')]
