@@ -68,6 +68,9 @@ pub enum OnnxError {
 
 const SUPPORTED: &str = "Conv, BatchNormalization, Relu, Clip, LeakyRelu, Sigmoid, Add, Concat, MaxPool, Resize/Upsample (nearest), Identity, Reshape (shape-preserving), Constant";
 
+/// Largest accepted channel count, height or width of any tensor, kernel, stride or pad.
+pub const MAX_SIDE: usize = 1 << 15;
+
 /// Index of a value (tensor) in [`Graph::values`].
 pub type ValueId = usize;
 
@@ -250,56 +253,45 @@ struct Const {
     i: Vec<i64>,
 }
 
+/// Decodes little-endian `raw` bytes as `n` values of `W` bytes each.
+fn raw_values<const W: usize, T>(t: &pb::TensorProto, n: usize, what: &str, f: impl Fn([u8; W]) -> T) -> Result<Vec<T>, String> {
+    if Some(t.raw_data.len()) != n.checked_mul(W) {
+        return Err(format!("initializer `{}`: {} raw bytes for {n} {what}", t.name, t.raw_data.len()));
+    }
+    Ok(t.raw_data.chunks_exact(W).map(|b| f(b.try_into().unwrap_or([0; W]))).collect())
+}
+
 fn tensor_const(t: &pb::TensorProto) -> Result<Const, String> {
     if t.data_location == 1 || !t.external_data.is_empty() {
         return Err(format!("initializer `{}` uses external data, which vigil does not load", t.name));
     }
-    let n: i64 = t.dims.iter().product();
     if t.dims.iter().any(|&d| d < 0) {
         return Err(format!("initializer `{}` has a negative dimension {:?}", t.name, t.dims));
     }
-    let n = usize::try_from(n).map_err(|_| format!("initializer `{}` is too large", t.name))?;
+    let n = t
+        .dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(usize::try_from(d).ok()?))
+        .filter(|&n| n <= 1 << 28)
+        .ok_or_else(|| format!("initializer `{}` with dims {:?} is too large", t.name, t.dims))?;
+    let raw = !t.raw_data.is_empty();
     let (f, i): (Vec<f32>, Vec<i64>) = match t.data_type {
         pb::data_type::FLOAT => {
-            let f = if !t.raw_data.is_empty() {
-                if t.raw_data.len() != n * 4 {
-                    return Err(format!("initializer `{}`: {} raw bytes for {n} floats", t.name, t.raw_data.len()));
-                }
-                t.raw_data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
-            } else {
-                t.float_data.clone()
-            };
+            let f = if raw { raw_values(t, n, "floats", f32::from_le_bytes)? } else { t.float_data.clone() };
             let i = f.iter().map(|&v| v as i64).collect();
             (f, i)
         }
         pb::data_type::DOUBLE => {
-            let d: Vec<f64> = if !t.raw_data.is_empty() {
-                if t.raw_data.len() != n * 8 {
-                    return Err(format!("initializer `{}`: {} raw bytes for {n} doubles", t.name, t.raw_data.len()));
-                }
-                t.raw_data.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8]))).collect()
-            } else {
-                t.double_data.clone()
-            };
+            let d = if raw { raw_values(t, n, "doubles", f64::from_le_bytes)? } else { t.double_data.clone() };
             (d.iter().map(|&v| v as f32).collect(), d.iter().map(|&v| v as i64).collect())
         }
         pb::data_type::INT64 => {
-            let i: Vec<i64> = if !t.raw_data.is_empty() {
-                if t.raw_data.len() != n * 8 {
-                    return Err(format!("initializer `{}`: {} raw bytes for {n} int64", t.name, t.raw_data.len()));
-                }
-                t.raw_data.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8]))).collect()
-            } else {
-                t.int64_data.clone()
-            };
+            let i = if raw { raw_values(t, n, "int64", i64::from_le_bytes)? } else { t.int64_data.clone() };
             (i.iter().map(|&v| v as f32).collect(), i)
         }
         pb::data_type::INT32 => {
-            let i: Vec<i64> = if !t.raw_data.is_empty() {
-                if t.raw_data.len() != n * 4 {
-                    return Err(format!("initializer `{}`: {} raw bytes for {n} int32", t.name, t.raw_data.len()));
-                }
-                t.raw_data.chunks_exact(4).map(|b| i64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]]))).collect()
+            let i: Vec<i64> = if raw {
+                raw_values(t, n, "int32", |b| i64::from(i32::from_le_bytes(b)))?
             } else {
                 t.int32_data.iter().map(|&v| i64::from(v)).collect()
             };
@@ -380,8 +372,8 @@ impl Importer {
             return Err(OnnxError::BadGraph(format!("input `{}` has shape {dims:?}; expected [1, C, H, W]", vi.name)));
         }
         let (h, w) = opts.input_hw.unwrap_or((dims[2], dims[3]));
-        if h == 0 || w == 0 {
-            return Err(OnnxError::BadGraph(format!("input size override {h}x{w} is empty")));
+        if h == 0 || w == 0 || h > MAX_SIDE || w > MAX_SIDE || dims[1] > MAX_SIDE {
+            return Err(OnnxError::BadGraph(format!("input `{}` of {} x {h} x {w} is empty or larger than {MAX_SIDE} per side", vi.name, dims[1])));
         }
         let mut ids = HashMap::new();
         ids.insert(vi.name.clone(), 0);
@@ -469,6 +461,9 @@ impl Importer {
                     return Err(bad(format!("weights have shape {:?}; only 2D convolution is supported", wc.dims)));
                 }
                 let (oc, icg, kh, kw) = (wc.dims[0] as usize, wc.dims[1] as usize, wc.dims[2] as usize, wc.dims[3] as usize);
+                if [oc, icg, kh, kw].iter().any(|&d| d == 0 || d > MAX_SIDE) {
+                    return Err(bad(format!("weights have shape {:?}", wc.dims)));
+                }
                 let groups = attr_i("group", 1);
                 if groups < 1 || xs.c % groups as usize != 0 || oc % groups as usize != 0 {
                     return Err(bad(format!("group {groups} does not divide {} input / {oc} output channels", xs.c)));
@@ -488,7 +483,7 @@ impl Importer {
                     return Err(bad(format!("dilations {d:?} are not supported")));
                 }
                 let stride = attr_ints("strides").unwrap_or_else(|| vec![1, 1]);
-                if stride.len() != 2 || stride.iter().any(|&s| s < 1) {
+                if stride.len() != 2 || stride.iter().any(|&s| s < 1 || s > MAX_SIDE as i64) {
                     return Err(bad(format!("strides {stride:?} invalid")));
                 }
                 let pad = pads(&attr_s("auto_pad", "NOTSET"), attr_ints("pads"), [kh, kw], [stride[0] as usize, stride[1] as usize], [xs.h, xs.w]).map_err(&bad)?;
@@ -619,8 +614,8 @@ impl Importer {
                     return Err(bad(format!("dilations {d:?} are not supported")));
                 }
                 let stride = attr_ints("strides").unwrap_or_else(|| vec![1, 1]);
-                if stride.len() != 2 || stride.iter().any(|&s| s < 1) {
-                    return Err(bad(format!("strides {stride:?} invalid")));
+                if stride.len() != 2 || stride.iter().any(|&s| s < 1 || s > MAX_SIDE as i64) || k.iter().any(|&v| v > MAX_SIDE as i64) {
+                    return Err(bad(format!("strides {stride:?} or kernel {k:?} invalid")));
                 }
                 let k = [k[0] as usize, k[1] as usize];
                 let st = [stride[0] as usize, stride[1] as usize];
@@ -676,7 +671,7 @@ impl Importer {
                     }
                     _ => return Err(bad("needs constant 4-element scales or sizes".into())),
                 };
-                if oh == 0 || ow == 0 || oh % xs.h != 0 || ow % xs.w != 0 {
+                if oh == 0 || ow == 0 || oh > MAX_SIDE || ow > MAX_SIDE || oh % xs.h != 0 || ow % xs.w != 0 {
                     return Err(bad(format!("{}x{} -> {oh}x{ow} is not an integer upscale", xs.h, xs.w)));
                 }
                 (FOp::ResizeNearest { fh: oh / xs.h, fw: ow / xs.w }, vec![x], Shape { c: xs.c, h: oh, w: ow })
@@ -720,7 +715,7 @@ fn pads(auto: &str, pads: Option<Vec<i64>>, k: [usize; 2], s: [usize; 2], hw: [u
     match auto {
         "NOTSET" => {
             let p = pads.unwrap_or_else(|| vec![0; 4]);
-            if p.len() != 4 || p.iter().any(|&v| v < 0) {
+            if p.len() != 4 || p.iter().any(|&v| v < 0 || v > MAX_SIDE as i64) {
                 return Err(format!("pads {p:?} invalid"));
             }
             Ok([p[0] as usize, p[1] as usize, p[2] as usize, p[3] as usize])

@@ -508,7 +508,7 @@ pub fn quantize(g: &Graph, ranges: &[Option<(f32, f32)>], spec: &VariantSpec) ->
     if bd.c != 5 || (bd.h, bd.w) != (hd.h, hd.w) {
         return Err(err(format!("`box` is {}x{}x{}; expected 5 channels at the heatmap's {}x{}", bd.h, bd.w, bd.c, hd.h, hd.w)));
     }
-    if inp.h as u32 % hd.h != 0 || inp.w as u32 / hd.w != inp.h as u32 / hd.h {
+    if !(inp.h as u32).is_multiple_of(hd.h) || inp.w as u32 / hd.w != inp.h as u32 / hd.h {
         return Err(err(format!("heatmap {}x{} is not an integer stride of the input {}x{}", hd.h, hd.w, inp.h, inp.w)));
     }
     let stride = inp.h as u32 / hd.h;

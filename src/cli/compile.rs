@@ -32,7 +32,7 @@ pub struct Args {
     #[arg(long)]
     pub out: PathBuf,
     /// Activation range calibration method.
-    #[arg(long, default_value = "percentile", value_parser = ["minmax", "percentile", "entropy", "mse"])]
+    #[arg(long, default_value = "minmax", value_parser = ["minmax", "percentile", "entropy", "mse"])]
     pub method: String,
     /// Variants to build (comma-separated subset of full,lite,floor).
     #[arg(long, default_value = "full,lite,floor", value_delimiter = ',')]
@@ -112,7 +112,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         let path = args.out.join(format!("{}.vplan", choice.spec.name));
         kernels::vplan::save(&c.plan, &path).with_context(|| format!("writing {}", path.display()))?;
         let min_sqnr = c.layers.iter().map(|l| l.sqnr_db).fold(f64::INFINITY, f64::min);
-        pb.println(format!(
+        pb.suspend(|| println!(
             "{:<6} {}x{}  {:.3} GOPs  {} params  latency {:.1} ms (cpu, 2 threads)  energy ~{:.1} mJ  min layer SQNR {:.1} dB -> {}",
             choice.spec.name,
             choice.input_hw.1,
