@@ -299,7 +299,10 @@ pub fn main(cmd: Command) -> anyhow::Result<()> {
         Command::Install(a) => {
             let mut d = Device::open(&a.device)?;
             match d.install()? {
-                Some(v) => println!("version {v} installed into the inactive slot and switched into trial; run `vigil ota trial` or the pipeline to commit"),
+                Some((v, delta)) => println!(
+                    "version {v} installed into the inactive slot {} and switched into trial; run `vigil ota trial` or the pipeline to commit",
+                    if delta { "from a delta" } else { "from the full artifact" }
+                ),
                 None => println!("no update to install"),
             }
             Ok(())
@@ -549,8 +552,9 @@ impl Device {
         Ok(Updater::new(AnyRemote::for_repository(&self.cfg.repository), DirStore::new(self.dir.join("metadata")), now()?, Limits::default())?)
     }
 
-    /// Check, download, verify, smoke-test, switch into trial. `Some(version)` when switched.
-    pub fn install(&mut self) -> anyhow::Result<Option<u64>> {
+    /// Check, download, verify, smoke-test, switch into trial. `Some((version, via
+    /// delta))` when switched.
+    pub fn install(&mut self) -> anyhow::Result<Option<(u64, bool)>> {
         let mut up = self.updater()?;
         let offer = match client::check(&mut up, &self.slots, &self.cfg)? {
             Ok(o) => o,
@@ -558,9 +562,10 @@ impl Device {
         };
         let v = offer.version;
         let staged = client::download(offer, &mut up, &mut self.slots)?;
+        let via_delta = staged.via_delta();
         let tested = staged.verify(&mut self.slots)?.smoke_test(&mut self.slots, &ArchiveSmokeTest::default())?;
         tested.switch(&mut self.slots, self.cfg.trial_boots, self.cfg.gates)?;
-        Ok(Some(v))
+        Ok(Some((v, via_delta)))
     }
 }
 

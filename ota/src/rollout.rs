@@ -283,6 +283,62 @@ mod tests {
         assert!(same < 300, "{same}");
     }
 
+    fn target(path: &str, sha: &str, meta: &TargetMeta) -> TargetFile {
+        let custom = crate::tuf::json::Json::parse(&serde_json::to_vec(&meta.to_custom()).unwrap()).unwrap();
+        TargetFile { path: path.into(), length: 1, hashes: crate::tuf::metadata::Hashes(vec![("sha256".into(), sha.into())]), custom: Some(custom) }
+    }
+
+    fn full(v: u64, variant: &str, accel: &[&str], rank: i32) -> TargetMeta {
+        let tier = TierReq { accelerators: accel.iter().map(|s| s.to_string()).collect(), min_memory_mb: 0, min_runtime: 0, rank };
+        TargetMeta::Full { model: "detector".into(), version: v, variant: variant.into(), release: format!("detector-{v}"), tier }
+    }
+
+    #[test]
+    fn choose_honours_tier_rank_delta_rejection_pin_and_halt() {
+        let mut pol = FleetPolicy::default();
+        pol.rollouts.insert("detector-2".into(), 100);
+        pol.rollouts.insert("detector-3".into(), 100);
+        let mut ts = vec![
+            target("m/2/cuda.vtar", "c2", &full(2, "cuda", &["cuda"], 10)),
+            target("m/2/lite.vtar", "l2", &full(2, "lite", &[], 1)),
+            target("m/3/cuda.vtar", "c3", &full(3, "cuda", &["cuda"], 10)),
+            target("m/3/cuda.from-2.vdelta", "d3", &TargetMeta::Delta { model: "detector".into(), version: 3, variant: "cuda".into(), full: "m/3/cuda.vtar".into(), base_version: 2, base_sha256: "c2".into() }),
+            target(POLICY_TARGET, "p", &TargetMeta::Policy(pol.clone())),
+        ];
+        fn refs(ts: &[TargetFile]) -> Vec<&TargetFile> {
+            ts.iter().collect()
+        }
+        let cpu = DeviceTier { accelerator: "cpu".into(), memory_mb: 4096, runtime: 1 };
+        let gpu = DeviceTier { accelerator: "cuda".into(), memory_mb: 4096, runtime: 1 };
+        let on = |v: u64, sha: &'static str| Installed { version: v, sha256: sha, rejected: &[] };
+        // A CPU device gets the newest version that has a variant for it.
+        let o = choose(&refs(&ts), "detector", &cpu, "v", &on(1, "x")).unwrap();
+        assert_eq!((o.version, o.variant.as_str(), o.delta.is_none()), (2, "lite", true));
+        // A CUDA device gets the best-ranked variant of the newest version, by delta from its base.
+        let o = choose(&refs(&ts), "detector", &gpu, "v", &on(2, "c2")).unwrap();
+        assert_eq!((o.version, o.variant.as_str()), (3, "cuda"));
+        assert_eq!(o.delta.unwrap().path(), "m/3/cuda.from-2.vdelta");
+        // No delta from another base.
+        assert!(choose(&refs(&ts), "detector", &gpu, "v", &on(2, "other")).unwrap().delta.is_none());
+        // A rejected artifact is skipped.
+        let rej = ["c3".to_string()];
+        let r = choose(&refs(&ts), "detector", &gpu, "v", &Installed { version: 2, sha256: "c2", rejected: &rej });
+        assert_eq!(r.unwrap_err(), NoOffer::UpToDate);
+        // Pin to 2: a device on 3 goes back to 2; a device on 2 stays.
+        let mut pinned = pol.clone();
+        pinned.pin = Some(2);
+        ts.pop();
+        ts.push(target(POLICY_TARGET, "p", &TargetMeta::Policy(pinned)));
+        assert_eq!(choose(&refs(&ts), "detector", &gpu, "v", &on(3, "c3")).unwrap().version, 2);
+        assert_eq!(choose(&refs(&ts), "detector", &gpu, "v", &on(2, "c2")).unwrap_err(), NoOffer::UpToDate);
+        // Halt: nothing.
+        let mut halted = pol;
+        halted.halt = true;
+        ts.pop();
+        ts.push(target(POLICY_TARGET, "p", &TargetMeta::Policy(halted)));
+        assert_eq!(choose(&refs(&ts), "detector", &gpu, "v", &on(1, "x")).unwrap_err(), NoOffer::Halted);
+    }
+
     #[test]
     fn tier_fit() {
         let d = DeviceTier { accelerator: "cuda".into(), memory_mb: 8192, runtime: 2 };

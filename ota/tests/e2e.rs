@@ -103,7 +103,8 @@ fn publish_update_by_delta_commit_revert_broken_and_refuse_attacks() {
     assert!(pub2.contains("delta") && pub2.contains("from-1.vdelta"), "{pub2}");
     let c = ok(&["check", "--device", &ds]);
     assert!(c.contains("version 2") && c.contains("via delta"), "{c}");
-    ok(&["install", "--device", &ds]);
+    let inst = ok(&["install", "--device", &ds]);
+    assert!(inst.contains("version 2") && inst.contains("from a delta"), "{inst}");
     let st = slots(&dev);
     let t = st.state().trial.clone().expect("trial after install");
     assert_eq!((t.slot, st.state().committed), (Slot::B, Slot::A), "installed into the inactive slot");
@@ -165,7 +166,7 @@ fn publish_update_by_delta_commit_revert_broken_and_refuse_attacks() {
 
     // Restored, the same version installs and commits (by full file: no delta from 2).
     std::fs::write(&p5, &v5).unwrap();
-    ok(&["install", "--device", &ds]);
+    assert!(ok(&["install", "--device", &ds]).contains("from the full artifact"));
     assert!(ok(&["trial", "--device", &ds]).contains("Committed(5)"));
     assert_eq!(std::fs::read(dev.join("slots/slot-a.bin")).unwrap(), v5);
     let status = ok(&["status", "--device", &ds]);
