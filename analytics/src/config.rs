@@ -337,8 +337,10 @@ mod tests {
         assert!(e.contains("window_secs"), "{e}");
         let e = AnalyticsConfig::from_toml("[analytics]\nbogus = 1\n").unwrap_err().to_string();
         assert!(e.contains("bogus"), "{e}");
-        let mut c = AnalyticsConfig::default();
-        c.dap = DapConfig { leader: "ftp://x".into(), helper: "http://h".into(), task_id: "AA".into(), time_precision_secs: 60 };
+        let mut c = AnalyticsConfig {
+            dap: DapConfig { leader: "ftp://x".into(), helper: "http://h".into(), task_id: "AA".into(), time_precision_secs: 60 },
+            ..Default::default()
+        };
         assert!(c.validate().unwrap_err().to_string().contains("analytics.dap.leader"));
         c.dap.leader = "http://l".into();
         assert!(c.validate().unwrap_err().to_string().contains("analytics.dap.task_id"));
