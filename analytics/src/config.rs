@@ -305,8 +305,15 @@ pub fn set_key(path: &Path, key: &str, value: &str) -> Result<AnalyticsConfig, A
     let new_text = doc.to_string();
     let cfg = AnalyticsConfig::from_toml(&new_text)?;
     cfg.privacy_params()?;
-    if !cfg.dap.leader.is_empty() && !cfg.dap.helper.is_empty() && !cfg.dap.task_id.is_empty() {
-        cfg.endpoint()?;
+    // Endpoint fields are checked one by one, so they can be set in any order.
+    if !cfg.dap.leader.is_empty() {
+        check_url("analytics.dap.leader", &cfg.dap.leader)?;
+    }
+    if !cfg.dap.helper.is_empty() {
+        check_url("analytics.dap.helper", &cfg.dap.helper)?;
+    }
+    if !cfg.dap.task_id.is_empty() {
+        TaskId::from_str(&cfg.dap.task_id).map_err(|e| field_err("analytics.dap.task_id", e))?;
     }
     crate::fsutil::write_atomic(path, new_text.as_bytes())?;
     Ok(cfg)
@@ -330,8 +337,10 @@ mod tests {
         assert!(e.contains("window_secs"), "{e}");
         let e = AnalyticsConfig::from_toml("[analytics]\nbogus = 1\n").unwrap_err().to_string();
         assert!(e.contains("bogus"), "{e}");
-        let mut c = AnalyticsConfig::default();
-        c.dap = DapConfig { leader: "ftp://x".into(), helper: "http://h".into(), task_id: "AA".into(), time_precision_secs: 60 };
+        let mut c = AnalyticsConfig {
+            dap: DapConfig { leader: "ftp://x".into(), helper: "http://h".into(), task_id: "AA".into(), time_precision_secs: 60 },
+            ..Default::default()
+        };
         assert!(c.validate().unwrap_err().to_string().contains("analytics.dap.leader"));
         c.dap.leader = "http://l".into();
         assert!(c.validate().unwrap_err().to_string().contains("analytics.dap.task_id"));
@@ -353,5 +362,12 @@ mod tests {
         assert!(set_key(&path, "privacy.epsilon_per_report", "0.9").is_err());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
         assert!(set_key(&path, "nope", "1").unwrap_err().to_string().contains("no such setting"));
+        assert!(set_key(&path, "dap.task_id", "AAAA").unwrap_err().to_string().contains("analytics.dap.task_id"));
+        // A bare file name (no directory part) works too.
+        let cwd = std::env::current_dir().unwrap();
+        std::env::set_current_dir(dir.path()).unwrap();
+        let r = set_key(Path::new("vigil.toml"), "window_secs", "60");
+        std::env::set_current_dir(cwd).unwrap();
+        assert_eq!(r.unwrap().window_secs, 60);
     }
 }

@@ -11,7 +11,10 @@ pub const TMP_SUFFIX: &str = ".tmp";
 /// Writes `bytes` to `path` atomically: after a crash at any instant `path` holds either
 /// its old content or the new one, never a mix.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AnalyticsError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.{}{TMP_SUFFIX}", std::process::id()));
     let mut f = std::fs::File::create(&tmp).map_err(|e| AnalyticsError::io(&tmp, e))?;

@@ -97,7 +97,7 @@ impl SimFrameLoop {
         }
         // Variant: full (0) most of the time; rear cameras (6, 7) run lite (1) when throttled.
         let variant = if cam >= 6 && f % 720 >= 600 { 1 } else { 0 };
-        if cam >= 6 && (f % 720 == 600 || f % 720 == 0) && f > 0 {
+        if cam >= 6 && (f % 720 == 600 || f.is_multiple_of(720)) && f > 0 {
             emit(tap, Event::variant_switch(t, cam, 1 - variant, variant));
             v[3] += 1;
         }
@@ -133,7 +133,7 @@ impl SimFrameLoop {
             emit(tap, Event::detection(t, cam, variant, d.class, conf));
             v[Layout::CONFIDENCE + confidence_bucket(confidence_e4(conf) as i64)] += 1;
         }
-        if self.cfg.shadow_every > 0 && f % self.cfg.shadow_every as u64 == 0 {
+        if self.cfg.shadow_every > 0 && f.is_multiple_of(self.cfg.shadow_every as u64) {
             // Challenger: same boxes jittered, slightly more confident, drops the last one.
             self.dets_b.clear();
             for d in self.dets_a.iter().take(n.saturating_sub(1)) {

@@ -46,7 +46,7 @@ fn frame(tap: &mut MetricsTap, buf: &mut [u32], i: u64) -> u32 {
     for k in 0..5u16 {
         tap.record(Event::detection(t, cam, 0, k, (r % 1000) as f32 / 1000.0));
     }
-    if r % 50 == 0 {
+    if r.is_multiple_of(50) {
         tap.record(Event::deadline_miss(t, cam, 0, 1_000));
     }
     r
