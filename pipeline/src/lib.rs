@@ -7,3 +7,10 @@
 //!
 //! Rules of the hot path: no allocation after start-up, no blocking lock, no I/O,
 //! no unbounded loop. Slow work reaches it only through bounded lock-free queues.
+
+pub mod mcap_io;
+pub mod passthrough;
+pub mod pool;
+pub mod record;
+pub mod source;
+pub mod replay;
