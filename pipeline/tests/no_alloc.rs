@@ -100,7 +100,7 @@ fn the_drive_stage_loop_allocates_nothing_per_frame() {
     // Allocations of a whole virtual-clock drive do not grow with the number of frames:
     // setup allocates a fixed amount, each frame nothing.
     let rig = rig::calib::Rig::builtin();
-    let mut run = |frames: u64| {
+    let run = |frames: u64| {
         let (mut srcs, mut rxs): (Vec<_>, Vec<_>) = SyntheticSource::for_rig(&rig, 1, 36.0, 2, Some(frames)).into_iter().unzip();
         let (staged, allocs) = counted(|| {
             let mut staged = 0u64;
