@@ -9,4 +9,10 @@
 //! no unbounded loop. Slow work reaches it only through bounded lock-free queues.
 #![forbid(unsafe_code)]
 
+pub mod mcap_io;
+pub mod passthrough;
 pub mod perception;
+pub mod pool;
+pub mod record;
+pub mod replay;
+pub mod source;
