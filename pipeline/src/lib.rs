@@ -9,10 +9,14 @@
 //! no unbounded loop. Slow work reaches it only through bounded lock-free queues.
 #![forbid(unsafe_code)]
 
+pub mod detector;
+pub mod feed;
+pub mod hil;
 pub mod mcap_io;
 pub mod passthrough;
 pub mod perception;
 pub mod pool;
 pub mod record;
 pub mod replay;
+pub mod runtime;
 pub mod source;

@@ -767,10 +767,29 @@ mod tests {
                 yaw: 0.1,
                 velocity: [3.0, 0.0, 0.0],
                 distance: 10.2,
-                boxes: vec![GtBox { camera: 2, bbox: [1.0, 2.0, 30.0, 40.0], visible_fraction: 0.5, depth: 9.9 }],
+                boxes: vec![GtBox {
+                    camera: 2,
+                    bbox: [1.0, 2.0, 30.0, 40.0],
+                    visible_fraction: 0.5,
+                    depth: 9.9,
+                    visible_bbox: [1.0, 2.0, 20.0, 40.0],
+                    visible_pixels: 420,
+                    occluded_fraction: 0.4,
+                    truncated_fraction: 0.1,
+                }],
+                relative_velocity: [-9.0, 0.0, 0.0],
+                variant: "sedan".into(),
             })
             .collect();
-        let truth = FrameTruth { frame: 3, timestamp_ns: 83_333_333, ego_pose: [1.0, 2.0, 0.3], ego_speed: 12.0, objects };
+        let truth = FrameTruth {
+            frame: 3,
+            timestamp_ns: 83_333_333,
+            ego_pose: [1.0, 2.0, 0.3],
+            ego_speed: 12.0,
+            objects,
+            exposure_gain: 0.8,
+            sun_elevation_deg: 35.0,
+        };
         let v = serde_json::to_value(&truth).unwrap();
         conforms(&v, &schema, "$").unwrap();
         // The checker itself rejects what it should.

@@ -231,23 +231,31 @@ impl Camera {
 fn first_positive_root(c0: f64, c1: f64, c2: f64, c3: f64, cap: f64) -> f64 {
     let g = |s: f64| c0 + s * (c1 + s * (c2 + s * c3));
     // Critical points split (0, cap] into intervals on which g is monotonic.
-    let mut knots: Vec<f64> = Vec::with_capacity(3);
+    // At most two critical points plus the cap; a fixed array keeps projection allocation-free.
+    let mut knots = [0.0f64; 3];
+    let mut n = 0;
     let (a, b, c) = (3.0 * c3, 2.0 * c2, c1);
+    let mut add = |s: f64| {
+        if s > 0.0 && s < cap {
+            knots[n] = s;
+            n += 1;
+        }
+    };
     if a.abs() > 1e-300 {
         let disc = b * b - 4.0 * a * c;
         if disc >= 0.0 {
             let sq = disc.sqrt();
-            knots.push((-b - sq) / (2.0 * a));
-            knots.push((-b + sq) / (2.0 * a));
+            add((-b - sq) / (2.0 * a));
+            add((-b + sq) / (2.0 * a));
         }
     } else if b.abs() > 1e-300 {
-        knots.push(-c / b);
+        add(-c / b);
     }
-    knots.retain(|s| *s > 0.0 && *s < cap);
-    knots.sort_by(f64::total_cmp);
-    knots.push(cap);
+    knots[..n].sort_by(f64::total_cmp);
+    knots[n] = cap;
+    let knots = &knots[..=n];
     let mut lo = 0.0;
-    for hi in knots {
+    for &hi in knots {
         if g(hi) <= 0.0 {
             let (mut l, mut h) = (lo, hi);
             for _ in 0..100 {

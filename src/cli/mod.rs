@@ -8,3 +8,4 @@ pub mod ota;
 pub mod record;
 pub mod replay;
 pub mod run;
+pub mod rtmode;
