@@ -10,7 +10,12 @@
 
 pub mod backend;
 pub mod cpu_ref;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod ir;
 pub mod plan;
 pub mod quant;
 pub mod synth;
+pub mod select;
+#[cfg(feature = "wgpu")]
+pub mod wgsl;
