@@ -245,3 +245,127 @@ pub(crate) fn decode_record(words: [u32; 3], h: u32, w: u32) -> crate::plan::Can
         depth: words[2] as u8 as i8,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu_ref::CpuRef;
+    use crate::synth;
+
+    /// A backend that works (through cpu-ref) until call `fail_from`, then reports a device fault.
+    struct Flaky {
+        inner: PreparedBackend<CpuRef>,
+        calls: usize,
+        fail_from: usize,
+    }
+
+    impl FrameRunner for Flaky {
+        fn name(&self) -> &'static str {
+            "flaky"
+        }
+        fn run(&mut self, frames: &[&[u8]], out: &mut [Candidates]) -> Result<(), BackendError> {
+            self.calls += 1;
+            if self.calls >= self.fail_from {
+                // Leave garbage behind, as a dying device might: the re-run must overwrite it.
+                for o in out.iter_mut() {
+                    o.clear();
+                    o.push(crate::plan::Candidate { score: 99, ..Default::default() });
+                }
+                return Err(BackendError::Device { backend: "flaky", reason: "launch failed (injected)".into() });
+            }
+            self.inner.run(frames, out)
+        }
+    }
+
+    fn setup(n: usize) -> (Plan, Vec<Vec<u8>>, Vec<Candidates>) {
+        let plan = synth::random_plan(3);
+        let frames: Vec<Vec<u8>> = (0..n as u64).map(|i| synth::random_frame(&plan, i)).collect();
+        let mut want: Vec<Candidates> = (0..n).map(|_| Candidates::with_capacity(plan.heads.max_candidates as usize)).collect();
+        let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+        PreparedBackend::new(CpuRef, &plan, n).unwrap().run(&refs, &mut want).unwrap();
+        (plan, frames, want)
+    }
+
+    fn outs(plan: &Plan, n: usize) -> Vec<Candidates> {
+        (0..n).map(|_| Candidates::with_capacity(plan.heads.max_candidates as usize)).collect()
+    }
+
+    #[test]
+    fn a_device_fault_moves_to_the_next_backend_and_reruns_the_frame() {
+        let (plan, frames, want) = setup(3);
+        let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+        let flaky = Flaky { inner: PreparedBackend::new(CpuRef, &plan, 3).unwrap(), calls: 0, fail_from: 2 };
+        let cpu = PreparedBackend::new(CpuRef, &plan, 3).unwrap();
+        let mut f = Failover::new(vec![Box::new(flaky), Box::new(cpu)], "test").unwrap();
+        let mut out = outs(&plan, 3);
+        assert_eq!(f.run(&refs, &mut out).unwrap(), RunOutcome { backend: "flaky", failed_over: 0 });
+        assert_eq!(out, want);
+        let mut out = outs(&plan, 3);
+        assert_eq!(f.run(&refs, &mut out).unwrap(), RunOutcome { backend: "cpu-ref", failed_over: 1 });
+        assert_eq!(out, want, "the faulted frame is re-run on the next backend");
+        assert_eq!(f.active(), "cpu-ref");
+        assert_eq!(f.faults().len(), 1);
+        assert!(f.faults()[0].contains("injected"), "{:?}", f.faults());
+        // It stays on the healthy backend.
+        assert_eq!(f.run(&refs, &mut out).unwrap(), RunOutcome { backend: "cpu-ref", failed_over: 0 });
+    }
+
+    #[test]
+    fn bad_input_is_returned_without_failing_over() {
+        let (plan, _, _) = setup(1);
+        let flaky = Flaky { inner: PreparedBackend::new(CpuRef, &plan, 1).unwrap(), calls: 0, fail_from: usize::MAX };
+        let cpu = PreparedBackend::new(CpuRef, &plan, 1).unwrap();
+        let mut f = Failover::new(vec![Box::new(flaky), Box::new(cpu)], "test").unwrap();
+        let short = vec![0u8; 5];
+        let err = f.run(&[&short], &mut outs(&plan, 1)).unwrap_err();
+        assert!(matches!(err, BackendError::BadInput { .. }), "{err}");
+        assert_eq!(f.active(), "flaky");
+        assert!(f.faults().is_empty());
+    }
+
+    #[test]
+    fn when_every_backend_faults_the_error_comes_back_without_a_panic() {
+        let (plan, frames, _) = setup(1);
+        let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+        let a = Flaky { inner: PreparedBackend::new(CpuRef, &plan, 1).unwrap(), calls: 0, fail_from: 1 };
+        let b = Flaky { inner: PreparedBackend::new(CpuRef, &plan, 1).unwrap(), calls: 0, fail_from: 1 };
+        let mut f = Failover::new(vec![Box::new(a), Box::new(b)], "test").unwrap();
+        let err = f.run(&refs, &mut outs(&plan, 1)).unwrap_err();
+        assert!(matches!(err, BackendError::Device { .. }), "{err}");
+        assert_eq!(f.faults().len(), 2);
+        assert!(Failover::new(Vec::new(), "none").is_err());
+    }
+
+    #[test]
+    fn choices_parse_and_print() {
+        for c in [BackendChoice::Auto, BackendChoice::Cuda, BackendChoice::Wgsl, BackendChoice::Cpu] {
+            assert_eq!(c.to_string().parse::<BackendChoice>().unwrap(), c);
+        }
+        assert!("tpu".parse::<BackendChoice>().unwrap_err().contains("auto, cuda, wgsl or cpu"));
+    }
+
+    #[test]
+    fn cpu_choice_is_the_cpu_alone() {
+        let (plan, frames, want) = setup(2);
+        let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+        let mut f = select_backend(BackendChoice::Cpu, &plan, 2).unwrap();
+        assert_eq!(f.chain(), vec!["cpu-ref"]);
+        assert!(f.reason().contains("cpu"), "{}", f.reason());
+        let mut out = outs(&plan, 2);
+        f.run(&refs, &mut out).unwrap();
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn auto_explains_every_skipped_backend_and_ends_on_the_cpu() {
+        let (plan, _, _) = setup(1);
+        let f = select_backend(BackendChoice::Auto, &plan, 1).unwrap();
+        eprintln!("auto: {} -> {:?}", f.reason(), f.chain());
+        assert_eq!(f.chain().last(), Some(&"cpu-ref"));
+        // CUDA is either selected or its absence is explained; likewise WGSL.
+        assert!(f.reason().contains("cuda"), "{}", f.reason());
+        if f.chain()[0] == "cpu-ref" {
+            assert!(f.reason().contains("wgsl skipped"), "{}", f.reason());
+        }
+    }
+}
