@@ -210,7 +210,7 @@ macro_rules! conformance_suite {
 fn check_plan(b: &dyn UnderTest, seed: u64, n: usize) -> Result<(), TestCaseError> {
     // Two generators: the kernels crate's (every op kind, grouped/depthwise convs) and this
     // suite's (arbitrary resize sizes, split head tensors, repeated concat inputs).
-    let plan = if seed % 2 == 0 { kernels::synth::random_plan(seed) } else { plans::random_plan(seed) };
+    let plan = if seed.is_multiple_of(2) { kernels::synth::random_plan(seed) } else { plans::random_plan(seed) };
     let frames = plans::frames(&plan, n, seed);
     let want = plans::reference(&plan, &frames);
     let got = b.plan(&plan, &frames).map_err(TestCaseError::fail)?;
@@ -466,7 +466,7 @@ mod plans {
             let k = if self.r.below(2) == 0 { 1 } else { 3 };
             let xd = self.b.desc(x).clone();
             // Stride 1 with symmetric padding keeps the shape.
-            let pad = (k / 2) as usize;
+            let pad = k / 2;
             let geom = ConvGeom { in_c: c as usize, out_c: c as usize, kh: k, kw: k, stride_h: 1, stride_w: 1, pad: [pad; 4], groups: 1 };
             let y = self.tensor(xd.h, xd.w, c);
             let yd = self.b.desc(y).clone();
@@ -497,7 +497,7 @@ mod plans {
             let d = g.b.desc(cur).clone();
             cur = match g.r.below(7) {
                 0 | 1 => {
-                    let groups = if d.c % 3 == 0 && g.r.below(3) == 0 { 3 } else { 1 };
+                    let groups = if d.c.is_multiple_of(3) && g.r.below(3) == 0 { 3 } else { 1 };
                     let out_c = groups * (1 + g.r.below(if groups == 1 { 16 } else { 4 }));
                     let k = [1, 3, 5][g.r.below(3) as usize];
                     let stride = 1 + g.r.below(2);
@@ -632,7 +632,7 @@ fn wgsl_every_tensor_of_random_plans_matches_reference() {
     let Some(ctx) = wgsl_backend::context(Dot4Mode::Native) else { return };
     let cases: u64 = std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(16);
     for seed in 0..cases {
-        let plan = if seed % 2 == 0 { kernels::synth::random_plan(seed) } else { plans::random_plan(seed) };
+        let plan = if seed.is_multiple_of(2) { kernels::synth::random_plan(seed) } else { plans::random_plan(seed) };
         let n = 1 + (seed % 3) as usize;
         let frames = plans::frames(&plan, n, seed);
         let mut b = WgslBackend::with_context(std::sync::Arc::clone(&ctx));

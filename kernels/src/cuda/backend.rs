@@ -295,7 +295,7 @@ impl CudaBackend {
                     let x = plan.tensor(c.input);
                     let y = plan.tensor(c.output);
                     let icg = g.in_c / g.groups;
-                    let aligned = icg % 4 == 0 && g.in_c % 4 == 0;
+                    let aligned = icg.is_multiple_of(4) && g.in_c.is_multiple_of(4);
                     let kind = if aligned && self.kernels.conv_mma.is_some() && icg >= 16 {
                         ConvKind::Mma
                     } else if aligned && (self.cc.0 > 6 || (self.cc.0 == 6 && self.cc.1 >= 1)) {
@@ -472,7 +472,7 @@ impl CudaBackend {
                         ConvKind::Generic => (&k.conv_generic, grid(a.total as usize, 128)),
                     };
                     let mut lb = s.launch_builder(f);
-                    lb.arg(&a).arg(&*x).arg(weights).arg(chan).arg(wsum).arg(y);
+                    lb.arg(&a).arg(x).arg(weights).arg(chan).arg(wsum).arg(y);
                     // SAFETY: argument types and order match the conv kernels' signature; sizes
                     // were checked by `Plan::validate` and allocated for `max_batch >= n`.
                     unsafe { lb.launch(cfg) }.map_err(|e| dev("launch conv", e))?;
@@ -484,7 +484,7 @@ impl CudaBackend {
                     let f = if matches!(step, Step::MaxPool { .. }) { &k.maxpool } else { &k.resize };
                     let (x, y) = split_pair(&mut p.tensors, *input, *output);
                     let mut lb = s.launch_builder(f);
-                    lb.arg(&a).arg(&*x).arg(y);
+                    lb.arg(&a).arg(x).arg(y);
                     // SAFETY: matches `vigil_maxpool` / `vigil_resize_nearest`.
                     unsafe { lb.launch(grid(a.total as usize, 256)) }.map_err(|e| dev("launch pool/resize", e))?;
                 }
@@ -492,7 +492,7 @@ impl CudaBackend {
                     let t = scale(*total) as i32;
                     let (x, y) = split_pair(&mut p.tensors, *input, *output);
                     let mut lb = s.launch_builder(&k.lut);
-                    lb.arg(&t).arg(&*x).arg(table).arg(y);
+                    lb.arg(&t).arg(x).arg(table).arg(y);
                     // SAFETY: matches `vigil_lut`.
                     unsafe { lb.launch(grid(t as usize, 256)) }.map_err(|e| dev("launch lut", e))?;
                 }
@@ -511,7 +511,7 @@ impl CudaBackend {
                         a.total = scale(a.total) as i32;
                         let (x, y) = split_pair(&mut p.tensors, *input, *output);
                         let mut lb = s.launch_builder(&k.concat);
-                        lb.arg(&a).arg(&*x).arg(y);
+                        lb.arg(&a).arg(x).arg(y);
                         // SAFETY: matches `vigil_concat_part`.
                         unsafe { lb.launch(grid(a.total as usize, 256)) }.map_err(|e| dev("launch concat", e))?;
                     }
@@ -734,7 +734,7 @@ impl CudaBackend {
         let (oh, ow) = g.out_hw(h, w);
         let total = n * oh * ow * g.out_c;
         let icg = g.in_c / g.groups;
-        let aligned = icg % 4 == 0 && g.in_c % 4 == 0;
+        let aligned = icg.is_multiple_of(4) && g.in_c.is_multiple_of(4);
         let chan: Vec<i32> = (0..g.out_c).flat_map(|oc| [op.bias[oc], op.requant[oc].multiplier, op.requant[oc].shift, 0]).collect();
         let wsum: Vec<i32> = op.weights.chunks(icg.max(1)).map(|t| t.iter().fold(0i32, |a, &b| a.wrapping_add(i32::from(b)))).collect();
         let s = &self.stream;

@@ -36,7 +36,7 @@ struct ConvParams {
 pub(crate) fn validate(op: &ConvView<'_>, h: usize, w: usize) -> Result<(usize, usize), WgslError> {
     let g = op.geom;
     let bad = |m: String| Err(WgslError::Invalid(format!("conv: {m}")));
-    if g.groups == 0 || g.in_c % g.groups != 0 || g.out_c % g.groups != 0 {
+    if g.groups == 0 || !g.in_c.is_multiple_of(g.groups) || !g.out_c.is_multiple_of(g.groups) {
         return bad(format!("groups {} does not divide in_c {} and out_c {}", g.groups, g.in_c, g.out_c));
     }
     if g.kh == 0 || g.kw == 0 || g.stride_h == 0 || g.stride_w == 0 || g.out_c == 0 {
@@ -79,7 +79,7 @@ pub(crate) fn upload(ctx: &WgslContext, label: &str, op: &ConvView<'_>) -> ConvC
         chan: ctx.storage_init(label, bytemuck::cast_slice(&chan)),
         wsum: ctx.storage_init(label, bytemuck::cast_slice(&wsum)),
         // Word-aligned channel runs: every pixel's group slice and every weight tap starts on a word.
-        packed: icg % 4 == 0 && g.in_c % 4 == 0,
+        packed: icg.is_multiple_of(4) && g.in_c.is_multiple_of(4),
     }
 }
 
