@@ -17,6 +17,9 @@ pub mod backend;
 pub mod cpu;
 pub mod compile;
 pub mod cpu_ref;
+#[cfg(feature = "cuda")]
+#[allow(unsafe_code)] // cudarc launches and device memory views; each block carries a SAFETY comment.
+pub mod cuda;
 pub mod eval;
 pub mod fp32;
 pub mod ir;
@@ -26,6 +29,9 @@ pub mod plan;
 pub mod quant;
 pub mod quantize;
 pub mod synth;
+pub mod select;
 #[allow(unsafe_code)] // The one module with unsafe code: SIMD intrinsics and the thread pool.
 mod sys;
 pub mod vplan;
+#[cfg(feature = "wgpu")]
+pub mod wgsl;
