@@ -25,6 +25,9 @@ cargo build --workspace --all-targets --locked
 step "rust tests"
 cargo test --workspace --locked --no-fail-fast
 
+step "WGSL conformance suite (software Vulkan adapter in CI)"
+cargo test -p kernels --features wgpu --locked --test conformance
+
 step "python interoperability suites"
 export VIGIL_BIN="$PWD/target/debug/vigil"
 export VIGIL_TUF_CLIENT="$PWD/target/debug/vigil-tuf-client"
