@@ -153,7 +153,9 @@ def test_messages_decode(recording):
     assert [t["frame"] for _, t in truth] == list(range(FRAMES))
     for log_time, t in truth:
         assert t["timestamp_ns"] == log_time
-        assert set(t) == {"frame", "timestamp_ns", "ego_pose", "ego_speed", "objects"}
+        # Every field the documented schema requires, and nothing else.
+        schema = json.loads((Path(__file__).resolve().parents[2] / "pipeline/schemas/vigil.GroundTruth.schema.json").read_text())
+        assert set(t) == set(schema["required"])
     assert len(image) == 8
     for topic, fields in image.items():
         assert fields[3] == [b"png"]
