@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use control::{CameraStatus, FLAG_DEGRADED, FLAG_STALE, Object, Snapshot};
 use rig::{CAMERA_COUNT, Rig};
-use scheduler::clock::{Duration, Instant, since};
+use scheduler::clock::{Duration, Instant};
 use scheduler::executor::{Completion, ExecutorConfig, FrameJob, JobStatus, Next, Submitted};
 use scheduler::governor::{Governor, GovernorConfig, GovernorState};
 use scheduler::ladder::{Ladder, LadderConfig, LadderEvent};
@@ -570,9 +570,4 @@ impl<I: FrameInput, D: Detector, C: Pace, M: ExecTimeModel, P: PowerInput, S: Sn
 
 fn virtual_advance(cost: &[Duration], v: VariantId) -> Option<Duration> {
     cost.get(usize::from(v.0)).or(cost.last()).copied()
-}
-
-/// Elapsed time helper for status lines.
-pub fn elapsed_s(start: Instant, now: Instant) -> f64 {
-    scheduler::clock::as_secs_f64(since(start, now))
 }
