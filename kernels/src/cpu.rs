@@ -146,8 +146,12 @@ fn prepare_op(plan: &Plan, op: &Op) -> Prep {
                     }
                 }
                 packed.push(w);
+                // Channel constants tiled 4 times: one requant call covers a whole 4-pixel tile
+                // when the tile's outputs are contiguous (one group, channels a multiple of 8).
                 let r = grp * ocg..(grp + 1) * ocg;
-                rq.push(requant_vec(&v.bias[r.clone()], &v.requant[r], blocks * 8));
+                let one = requant_vec(&v.bias[r.clone()], &v.requant[r], blocks * 8);
+                let tile = |v: &Vec<i32>| v.repeat(4);
+                rq.push(RequantVec { bias: tile(&one.bias), mult: tile(&one.mult), left: tile(&one.left), right: tile(&one.right) });
             }
             Prep::Gemm { taps, seg2, blocks, packed, rq }
         }
@@ -256,6 +260,11 @@ fn run_op(avx2: bool, plan: &Plan, op: &Op, prep: &Prep, arena: &mut [i8], xbuf:
                             }
                             sys::gemm_indirect(avx2, xb, &offs[..4 * taps], taps, seg2, &packed[grp], blocks, acc);
                             let n = blocks * 8;
+                            if g.groups == 1 && ocg == n && ox0 + 4 <= ow {
+                                let o = r * row + ox0 * oc;
+                                sys::requant(avx2, &acc[..4 * n], &rq[0], v.output_zp, lo, hi, &mut chunk[o..o + 4 * n]);
+                                continue;
+                            }
                             for p in 0..4.min(ow - ox0) {
                                 let o = r * row + (ox0 + p) * oc + grp * ocg;
                                 sys::requant(avx2, &acc[p * n..p * n + ocg], &rq[grp], v.output_zp, lo, hi, &mut chunk[o..o + ocg]);
