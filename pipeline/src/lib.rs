@@ -18,5 +18,6 @@ pub mod perception;
 pub mod pool;
 pub mod record;
 pub mod replay;
+pub mod rings;
 pub mod runtime;
 pub mod source;

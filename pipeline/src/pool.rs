@@ -234,6 +234,30 @@ impl FrameReceiver {
         self.held()
     }
 
+    /// Takes the oldest frame in the ring, leaving newer ones queued. The slot stays out
+    /// until [`FrameReceiver::return_slot`] hands it back (the consumer may hold several
+    /// frames, e.g. one queued and one running). Never allocates, never blocks.
+    pub fn pop_oldest(&mut self) -> Option<FrameHandle> {
+        let h = self.ring.pop().ok()?;
+        self.stats.taken += 1;
+        Some(h)
+    }
+
+    /// Hands back a slot taken with [`FrameReceiver::pop_oldest`].
+    pub fn return_slot(&mut self, slot: u32) {
+        self.give_back(slot);
+    }
+
+    /// Frames waiting in the ring.
+    pub fn queued(&self) -> usize {
+        self.ring.slots()
+    }
+
+    /// Pixels of `slot` in this camera's pool.
+    pub fn pixels(&self, slot: u32) -> Option<&[u8]> {
+        self.pool.slot(slot)
+    }
+
     /// The frame currently held, if any.
     pub fn held(&self) -> Option<FrameRef<'_>> {
         let h = self.held?;
