@@ -192,6 +192,29 @@ impl LatencyHistogram {
 pub trait SnapshotSink {
     /// Publishes one snapshot; must not block.
     fn publish(&mut self, s: &mut Snapshot);
+
+    /// Sees one camera's on-time result before fusion: its detections (camera pixels) and
+    /// the same objects lifted to the vehicle frame. Called on the hot thread: it must not
+    /// block or allocate (copy into a bounded ring or a preallocated buffer). Default: ignored.
+    #[allow(unused_variables)]
+    fn on_result(&mut self, result: &CameraResult<'_>) {}
+}
+
+/// One camera's on-time result, as [`SnapshotSink::on_result`] sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct CameraResult<'a> {
+    /// Camera index.
+    pub camera: u8,
+    /// Model variant that ran.
+    pub variant: u8,
+    /// Capture time of the frame, ns on the runtime's clock.
+    pub capture_ns: u64,
+    /// When the result was ready, ns on the runtime's clock.
+    pub done_ns: u64,
+    /// Detections in camera pixels.
+    pub detections: &'a [Detection],
+    /// The detections that could be lifted, in the vehicle frame.
+    pub objects: &'a [Object3D],
 }
 
 impl SnapshotSink for control::Publisher {
@@ -211,6 +234,10 @@ impl<A: SnapshotSink, B: SnapshotSink> SnapshotSink for (A, B) {
     fn publish(&mut self, s: &mut Snapshot) {
         self.0.publish(s);
         self.1.publish(s);
+    }
+    fn on_result(&mut self, r: &CameraResult<'_>) {
+        self.0.on_result(r);
+        self.1.on_result(r);
     }
 }
 
@@ -460,7 +487,7 @@ impl<I: FrameInput, D: Detector, C: Pace, M: ExecTimeModel, P: PowerInput, S: Sn
                     Completion::OnTime { latency, .. } => {
                         self.stats.frames[cam].fetch_add(1, Ordering::Relaxed);
                         self.stats.latency_us.record(latency);
-                        self.take_result(cam, capture, done);
+                        self.take_result(cam, variant.0, capture, done);
                     }
                     Completion::Dropped { .. } => {
                         self.stats.dropped[cam].fetch_add(1, Ordering::Relaxed);
@@ -494,7 +521,7 @@ impl<I: FrameInput, D: Detector, C: Pace, M: ExecTimeModel, P: PowerInput, S: Sn
         }
     }
 
-    fn take_result(&mut self, cam: usize, capture: Instant, done: Instant) {
+    fn take_result(&mut self, cam: usize, variant: u8, capture: Instant, done: Instant) {
         let camera = &self.rig.cameras()[cam];
         let objs = &mut self.per_camera[cam];
         objs.clear();
@@ -503,6 +530,14 @@ impl<I: FrameInput, D: Detector, C: Pace, M: ExecTimeModel, P: PowerInput, S: Sn
                 objs.push(o);
             }
         }
+        self.sink.on_result(&CameraResult {
+            camera: cam as u8,
+            variant,
+            capture_ns: capture.ticks(),
+            done_ns: done.ticks(),
+            detections: &self.dets,
+            objects: &self.per_camera[cam],
+        });
         let st = &mut self.camera_status[cam];
         st.last_capture_ns = capture.ticks();
         st.frames = st.frames.wrapping_add(1);
