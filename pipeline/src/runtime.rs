@@ -15,12 +15,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use analytics::{Event, MetricsTap};
+
 use control::{CameraStatus, FLAG_DEGRADED, FLAG_STALE, Object, Snapshot};
 use rig::{CAMERA_COUNT, Rig};
 use scheduler::clock::{Duration, Instant};
 use scheduler::executor::{Completion, ExecutorConfig, FrameJob, JobStatus, Next, Submitted};
 use scheduler::governor::{Governor, GovernorConfig, GovernorState};
-use scheduler::ladder::{Ladder, LadderConfig, LadderEvent};
+use scheduler::ladder::{Ladder, LadderConfig, LadderEvent, Reason};
 use scheduler::{Clock, ExecTimeModel, Executor, VariantId};
 
 
@@ -300,6 +302,10 @@ pub struct Runtime<I: FrameInput, D: Detector, C: Pace, M: ExecTimeModel, P: Pow
     next_control: Instant,
     last_gov: GovernorState,
     degraded: bool,
+    /// Metric events for the analytics service (a wait-free ring; `None`: not collected).
+    metrics: Option<MetricsTap>,
+    /// Variant of each camera's previous job (variant switches are events).
+    last_variant: [u8; CAMERA_COUNT],
 }
 
 impl<I: FrameInput, D: Detector, C: Pace, M: ExecTimeModel, P: PowerInput, S: SnapshotSink> Runtime<I, D, C, M, P, S> {
@@ -364,10 +370,25 @@ impl<I: FrameInput, D: Detector, C: Pace, M: ExecTimeModel, P: PowerInput, S: Sn
             next_control: now + cfg.control_period,
             last_gov: GovernorState::default(),
             degraded: false,
+            metrics: None,
+            last_variant: [0; CAMERA_COUNT],
             cfg,
         };
         rt.ladder.apply(&mut rt.exec);
         Ok((rt, events_rx))
+    }
+
+    /// Records metric events into `tap` from now on (see the analytics crate): per frame its
+    /// latency, input luma and detections; deadline misses, skips, variant switches,
+    /// throttling and backend failovers. Recording is a wait-free ring push; a full ring
+    /// drops the event and counts it.
+    pub fn set_metrics(&mut self, tap: MetricsTap) {
+        self.metrics = Some(tap);
+    }
+
+    /// The metric tap, if one is set (its drop counter).
+    pub fn metrics(&self) -> Option<&MetricsTap> {
+        self.metrics.as_ref()
     }
 
     /// Counters for a status thread.
@@ -419,6 +440,7 @@ impl<I: FrameInput, D: Detector, C: Pace, M: ExecTimeModel, P: PowerInput, S: Sn
                     Submitted::Queued => {}
                     Submitted::Replaced(old) | Submitted::Decimated(old) | Submitted::UnknownCamera(old) => {
                         self.stats.skipped[usize::from(old.camera).min(CAMERA_COUNT - 1)].fetch_add(1, Ordering::Relaxed);
+                        record(&mut self.metrics, Event::frame_skip(now, old.camera));
                         self.input.release(old);
                     }
                 }
@@ -442,10 +464,18 @@ impl<I: FrameInput, D: Detector, C: Pace, M: ExecTimeModel, P: PowerInput, S: Sn
         let miss_ratio = if total == 0 { 0.0 } else { lost as f32 / total as f32 };
         if let Some(ev) = self.ladder.update(now, self.last_gov.pressure(miss_ratio)) {
             self.ladder.apply(&mut self.exec);
+            if ev.to > ev.from && matches!(ev.reason, Reason::PowerOverCap { .. } | Reason::ThermalDerate { .. }) {
+                record(&mut self.metrics, Event::throttle(now.ticks(), ev.to.min(255) as u8));
+            }
             if self.events.push(ev).is_err() {
                 self.stats.lost_events.fetch_add(1, Ordering::Relaxed);
             }
         }
+        scheduler::plot!("power_w", self.last_gov.avg_w);
+        scheduler::plot!("power_cap_w", self.last_gov.effective_cap_w);
+        scheduler::plot!("temperature_c", self.last_gov.temp_c.unwrap_or(0.0));
+        scheduler::plot!("ladder_level", self.ladder.level());
+        scheduler::plot!("queued_jobs", self.exec.pending() as f64);
         self.stats.ladder_level.store(u32::from(self.ladder.level()), Ordering::Relaxed);
         self.stats.power_mw.store((self.last_gov.avg_w * 1000.0) as u32, Ordering::Relaxed);
         self.stats.temp_mc.store(self.last_gov.temp_c.map(|t| (t * 1000.0) as u32).unwrap_or(0), Ordering::Relaxed);
@@ -453,7 +483,10 @@ impl<I: FrameInput, D: Detector, C: Pace, M: ExecTimeModel, P: PowerInput, S: Sn
 
     /// One iteration: ingest frames, run or skip one job, publish, evaluate the ladder.
     pub fn step(&mut self) -> StepOutcome {
-        self.ingest();
+        {
+            let _z = scheduler::zone!("pipeline.ingest");
+            self.ingest();
+        }
         let now = self.exec.clock().now();
         self.control_tick(now);
         match self.exec.dispatch() {
@@ -464,7 +497,24 @@ impl<I: FrameInput, D: Detector, C: Pace, M: ExecTimeModel, P: PowerInput, S: Sn
                 self.dets.clear();
                 let camera = &self.rig.cameras()[cam];
                 let pixels = self.input.pixels(&job.payload);
-                let status = match self.detector.detect(camera, cam as u8, variant.0, pixels, &mut self.dets) {
+                if self.metrics.is_some() {
+                    let luma = mean_luma(pixels);
+                    record(&mut self.metrics, Event::input_stat(now.ticks(), cam as u8, luma));
+                }
+                let backend_before = self.detector.backend_name();
+                let detected = {
+                    let _z = scheduler::zone!("pipeline.detect");
+                    self.detector.detect(camera, cam as u8, variant.0, pixels, &mut self.dets)
+                };
+                let backend_after = self.detector.backend_name();
+                if backend_after != backend_before {
+                    record(&mut self.metrics, Event::failover(now.ticks(), backend_id(backend_before), backend_id(backend_after)));
+                }
+                if self.last_variant[cam] != variant.0 {
+                    record(&mut self.metrics, Event::variant_switch(now.ticks(), cam as u8, self.last_variant[cam], variant.0));
+                    self.last_variant[cam] = variant.0;
+                }
+                let status = match detected {
                     Ok(()) if job.token.is_cancelled() => JobStatus::Cancelled,
                     Ok(()) => JobStatus::Finished,
                     Err(_) => {
@@ -487,18 +537,34 @@ impl<I: FrameInput, D: Detector, C: Pace, M: ExecTimeModel, P: PowerInput, S: Sn
                     Completion::OnTime { latency, .. } => {
                         self.stats.frames[cam].fetch_add(1, Ordering::Relaxed);
                         self.stats.latency_us.record(latency);
+                        if self.metrics.is_some() {
+                            let us = (latency.ticks() / 1_000).min(u64::from(u32::MAX)) as u32;
+                            record(&mut self.metrics, Event::frame_latency(done.ticks(), cam as u8, variant.0, us));
+                            for d in &self.dets {
+                                record(&mut self.metrics, Event::detection(done.ticks(), cam as u8, variant.0, d.class as u16, d.score));
+                            }
+                        }
+                        let _z = scheduler::zone!("pipeline.fuse_track");
                         self.take_result(cam, variant.0, capture, done);
+                        scheduler::trace::frame_mark(cam);
                     }
                     Completion::Dropped { .. } => {
                         self.stats.dropped[cam].fetch_add(1, Ordering::Relaxed);
+                        let over_us = (done.ticks().saturating_sub(capture.ticks() + self.cfg.budget[cam].ticks()) / 1_000).min(u64::from(u32::MAX)) as u32;
+                        record(&mut self.metrics, Event::deadline_miss(done.ticks(), cam as u8, variant.0, over_us));
                         self.degraded = true;
                     }
                 }
-                self.publish(done);
+                {
+                    let _z = scheduler::zone!("pipeline.publish");
+                    self.publish(done);
+                }
+                scheduler::trace::loop_mark();
                 StepOutcome::Ran
             }
             Next::Skip(s) => {
                 self.stats.skipped[s.camera].fetch_add(1, Ordering::Relaxed);
+                record(&mut self.metrics, Event::frame_skip(now.ticks(), s.camera as u8));
                 self.input.release(s.payload);
                 StepOutcome::Skipped
             }
@@ -600,6 +666,39 @@ impl<I: FrameInput, D: Detector, C: Pace, M: ExecTimeModel, P: PowerInput, S: Sn
         self.degraded = false;
         self.sink.publish(s);
         self.stats.published.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Pushes `e` into the tap, if there is one (wait-free; a full ring counts a drop).
+#[inline]
+fn record(tap: &mut Option<MetricsTap>, e: Event) {
+    if let Some(t) = tap {
+        t.record(e);
+    }
+}
+
+/// Mean luma (BT.601 integer weights) of an RGB8 frame, sampled on a sparse grid of pixels
+/// (about 4,000 reads for a 640x384 frame; no allocation).
+fn mean_luma(rgb: &[u8]) -> u8 {
+    const STRIDE_PX: usize = 61;
+    let (mut sum, mut n) = (0u64, 0u64);
+    let mut i = 0;
+    while i + 2 < rgb.len() {
+        sum += (77 * u64::from(rgb[i]) + 150 * u64::from(rgb[i + 1]) + 29 * u64::from(rgb[i + 2])) >> 8;
+        n += 1;
+        i += 3 * STRIDE_PX;
+    }
+    sum.checked_div(n).unwrap_or(0).min(255) as u8
+}
+
+/// Stable small ids of backends for failover events (`analytics` carries a byte).
+pub fn backend_id(name: &str) -> u8 {
+    match name {
+        "cuda" => 0,
+        "wgsl" => 1,
+        "cpu" => 2,
+        "cpu-ref" => 3,
+        _ => 255,
     }
 }
 

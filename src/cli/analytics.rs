@@ -147,3 +147,26 @@ fn status(path: &Path, json: bool) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Starts the analytics service for a pipeline run (`vigil run`, `vigil replay`) as the
+/// `[analytics]` section of the config file says. No config file, or `enabled = false`:
+/// analytics stay off (said once in the log). A config file that does not parse or
+/// validate is an error naming the file and field: a vehicle must not silently run without
+/// the analytics its operator configured.
+pub fn start_for_pipeline(config: Option<&Path>) -> anyhow::Result<Option<analytics::Analytics>> {
+    let path = resolve_path(config);
+    if !path.exists() {
+        tracing::info!("analytics off: no config file at {} (see `vigil analytics config --help`)", path.display());
+        return Ok(None);
+    }
+    let cfg = AnalyticsConfig::load(&path)?;
+    if !cfg.enabled {
+        tracing::info!("analytics off: analytics.enabled = false in {}", path.display());
+        return Ok(None);
+    }
+    cfg.validate().with_context(|| format!("{}: [analytics]", path.display()))?;
+    let endpoint = cfg.endpoint()?.map(|e| e.leader).unwrap_or_else(|| "none (reports stay in the spool)".into());
+    let svc = analytics::Analytics::start(cfg.clone()).with_context(|| format!("starting analytics (state {})", cfg.state_dir.display()))?;
+    tracing::info!("analytics on: {} s windows, state {}, leader {endpoint}", cfg.window_secs, cfg.state_dir.display());
+    Ok(Some(svc))
+}
