@@ -1,7 +1,12 @@
-//! The detector stage: a backend running one compiled plan per model variant.
+//! The detector stage: a backend running one compiled plan per model variant, and the
+//! fail-over chain of such detectors that `vigil run` drives.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use kernels::backend::{Backend, BackendError};
 use kernels::plan::{Candidates, Plan};
+use kernels::select::BackendChoice;
 use rig::{Camera, ObjectClass};
 
 use crate::perception::Detection;
@@ -95,4 +100,199 @@ impl<B: Backend> Detector for PlanDetector<B> {
         }
         Ok(())
     }
+}
+
+/// Counters of a [`FailoverDetector`], read by a status thread (relaxed atomics, no lock).
+#[derive(Debug, Default)]
+pub struct FailoverStats {
+    /// Device faults that moved the chain to its next member.
+    pub failovers: AtomicU64,
+    /// Index of the member frames run on now (0 = the best).
+    pub active: AtomicUsize,
+    /// Frames whose result came from a re-run on the next member after a fault.
+    pub reruns: AtomicU64,
+}
+
+/// A [`Detector`] over a fail-over chain of detectors, best first (e.g. CUDA, then the CPU),
+/// each holding one prepared plan per variant.
+///
+/// A [`BackendError::Device`] from the active member abandons it for good: every variant moves
+/// to the next member at once, and the same frame is re-run there (its result still counts if
+/// it is on time; the executor's watchdog drops it otherwise). Nothing is prepared or allocated
+/// when failing over (every member was prepared at start-up); the fault message is handed to a
+/// bounded ring for a logging thread ([`FailoverDetector::take_faults`]). Other errors (bad
+/// input) are returned as they are: another backend would refuse them too. When the last
+/// member faults, its error is returned and the chain stays on it, so a frame costs at most one
+/// run per member.
+pub struct FailoverDetector {
+    members: Vec<Box<dyn Detector>>,
+    active: usize,
+    stats: Arc<FailoverStats>,
+    faults: rtrb::Producer<String>,
+    faults_rx: Option<rtrb::Consumer<String>>,
+}
+
+impl std::fmt::Debug for FailoverDetector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FailoverDetector").field("chain", &self.chain()).field("active", &self.active).finish()
+    }
+}
+
+impl FailoverDetector {
+    /// A chain over prepared detectors, best first. Every member must offer the same number of
+    /// variants (the same plans); the chain needs at least one member.
+    pub fn new(members: Vec<Box<dyn Detector>>) -> Result<Self, BackendError> {
+        let Some(first) = members.first() else {
+            return Err(BackendError::Unsupported { backend: "failover", reason: "no backend in the chain".into() });
+        };
+        let v = first.variants();
+        if let Some(m) = members.iter().find(|m| m.variants() != v) {
+            return Err(BackendError::Unsupported {
+                backend: "failover",
+                reason: format!("{} offers {} variants but {} offers {v}", m.backend_name(), m.variants(), first.backend_name()),
+            });
+        }
+        let (faults, rx) = rtrb::RingBuffer::new(members.len());
+        Ok(FailoverDetector { members, active: 0, stats: Arc::new(FailoverStats::default()), faults, faults_rx: Some(rx) })
+    }
+
+    /// Names of the members, best first.
+    pub fn chain(&self) -> Vec<&'static str> {
+        self.members.iter().map(|m| m.backend_name()).collect()
+    }
+
+    /// Counters for a status thread.
+    pub fn stats(&self) -> Arc<FailoverStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// The consumer of fault messages (`backend: device fault: ...`), once: drain it from a
+    /// logging thread. Holds one message per member, so none is ever lost.
+    pub fn take_faults(&mut self) -> Option<rtrb::Consumer<String>> {
+        self.faults_rx.take()
+    }
+}
+
+impl Detector for FailoverDetector {
+    fn backend_name(&self) -> &'static str {
+        self.members[self.active].backend_name()
+    }
+
+    fn variants(&self) -> u8 {
+        self.members[self.active].variants()
+    }
+
+    fn model_version(&self) -> u64 {
+        self.members[self.active].model_version()
+    }
+
+    fn detect(&mut self, camera: &Camera, camera_index: u8, variant: u8, frame: &[u8], out: &mut Vec<Detection>) -> Result<(), BackendError> {
+        let keep = out.len();
+        let mut rerun = false;
+        // Bounded: every iteration returns or moves `active` forward.
+        for _ in 0..self.members.len() {
+            match self.members[self.active].detect(camera, camera_index, variant, frame, out) {
+                Err(e @ BackendError::Device { .. }) if self.active + 1 < self.members.len() => {
+                    // A dying device may have written half a result.
+                    out.truncate(keep);
+                    // The ring has a place per member and each member faults at most once.
+                    let _ = self.faults.push(e.to_string());
+                    self.active += 1;
+                    rerun = true;
+                    self.stats.failovers.fetch_add(1, Ordering::Relaxed);
+                    self.stats.active.store(self.active, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    if matches!(e, BackendError::Device { .. }) {
+                        let _ = self.faults.push(e.to_string());
+                    }
+                    out.truncate(keep);
+                    return Err(e);
+                }
+                Ok(()) => {
+                    if rerun {
+                        self.stats.reruns.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        Err(BackendError::Device { backend: "failover", reason: "every backend in the chain faulted".into() })
+    }
+}
+
+/// Builds the live detector chain for a `--backend` choice, every plan prepared on every member
+/// (largest variant first), and says why it starts where it does.
+///
+/// * `Auto`: CUDA when the driver, NVRTC and a device are usable (feature `cuda`); else WGSL on a
+///   real GPU adapter, never a software one such as llvmpipe (feature `wgpu`); then the fast CPU
+///   backend. Each skipped candidate adds its reason.
+/// * `Cuda` / `Wgsl`: that backend (an error when it cannot start; `Wgsl` accepts software
+///   adapters), then the CPU.
+/// * `Cpu`: the fast CPU backend alone.
+pub fn select_detector(
+    choice: BackendChoice,
+    plans: &[Plan],
+    version: u64,
+    cpu_threads: usize,
+) -> Result<(FailoverDetector, String), BackendError> {
+    let mut members: Vec<Box<dyn Detector>> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    if matches!(choice, BackendChoice::Auto | BackendChoice::Cuda) {
+        match cuda_member(plans, version) {
+            Ok((m, note)) => {
+                members.push(m);
+                notes.push(note);
+            }
+            Err(e) if choice == BackendChoice::Cuda => return Err(e),
+            Err(e) => notes.push(format!("cuda skipped: {e}")),
+        }
+    }
+    if matches!(choice, BackendChoice::Auto | BackendChoice::Wgsl) && members.is_empty() {
+        match wgsl_member(plans, version, choice == BackendChoice::Auto) {
+            Ok((m, note)) => {
+                members.push(m);
+                notes.push(note);
+            }
+            Err(e) if choice == BackendChoice::Wgsl => return Err(e),
+            Err(e) => notes.push(format!("wgsl skipped: {e}")),
+        }
+    }
+    let cpu = kernels::cpu::Cpu::new(cpu_threads);
+    let simd = if cpu.uses_avx2() { "AVX2" } else { "portable" };
+    let cpu = PlanDetector::new(cpu, plans.to_vec(), version)?;
+    if members.is_empty() {
+        notes.push(format!("cpu selected ({simd}, {cpu_threads} threads)"));
+    } else {
+        notes.push(format!("cpu ({simd}, {cpu_threads} threads) as fail-over"));
+    }
+    members.push(Box::new(cpu));
+    Ok((FailoverDetector::new(members)?, notes.join("; ")))
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_member(plans: &[Plan], version: u64) -> Result<(Box<dyn Detector>, String), BackendError> {
+    let backend =
+        kernels::cuda::CudaBackend::new(0).map_err(|e| BackendError::Unsupported { backend: "cuda", reason: e.to_string() })?;
+    let note = format!("cuda selected: {}", backend.describe());
+    Ok((Box::new(PlanDetector::new(backend, plans.to_vec(), version)?), note))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_member(_plans: &[Plan], _version: u64) -> Result<(Box<dyn Detector>, String), BackendError> {
+    Err(BackendError::Unsupported { backend: "cuda", reason: "this build has no `cuda` feature (build with --features cuda)".into() })
+}
+
+#[cfg(feature = "wgpu")]
+fn wgsl_member(plans: &[Plan], version: u64, require_hardware: bool) -> Result<(Box<dyn Detector>, String), BackendError> {
+    let opts = kernels::wgsl::WgslOptions { require_hardware, ..Default::default() };
+    let backend =
+        kernels::wgsl::WgslBackend::new(&opts).map_err(|e| BackendError::Unsupported { backend: "wgsl", reason: e.to_string() })?;
+    let note = format!("wgsl selected: {}", backend.context().report());
+    Ok((Box::new(PlanDetector::new(backend, plans.to_vec(), version)?), note))
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn wgsl_member(_plans: &[Plan], _version: u64, _hw: bool) -> Result<(Box<dyn Detector>, String), BackendError> {
+    Err(BackendError::Unsupported { backend: "wgsl", reason: "this build has no `wgpu` feature (build with --features wgpu)".into() })
 }

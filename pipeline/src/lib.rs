@@ -11,7 +11,10 @@
 
 pub mod detector;
 pub mod feed;
+#[cfg(feature = "live-view")]
+pub mod foxglove;
 pub mod hil;
+pub mod live;
 pub mod mcap_io;
 pub mod passthrough;
 pub mod perception;
