@@ -121,7 +121,7 @@ impl SnapshotSink for Recorder {
     fn publish(&mut self, s: &mut Snapshot) {
         self.published += 1;
         s.sequence = self.published;
-        s.checksum = control::snapshot::checksum(s);
+        s.checksum = control::checksum(s);
         self.snapshots.push(*s);
     }
 
@@ -399,7 +399,7 @@ mod tests {
         assert_eq!(r.detections_of(&r.results[0]), &dets);
         assert!(r.detections_of(&r.results[1]).is_empty());
         assert_eq!(r.snapshots.iter().map(|s| s.sequence).collect::<Vec<_>>(), [1, 2]);
-        assert_eq!(r.snapshots[1].checksum, control::snapshot::checksum(&r.snapshots[1]));
+        assert_eq!(r.snapshots[1].checksum, control::checksum(&r.snapshots[1]));
         r.clear();
         assert!(r.results.is_empty() && r.snapshots.is_empty());
         assert_eq!((r.published(), r.detections_seen()), (2, 1));

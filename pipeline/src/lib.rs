@@ -9,7 +9,9 @@
 //! no unbounded loop. Slow work reaches it only through bounded lock-free queues.
 #![forbid(unsafe_code)]
 
+pub mod annotate;
 pub mod detector;
+pub mod deterministic;
 pub mod feed;
 #[cfg(feature = "live-view")]
 pub mod foxglove;
