@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use analytics::{Event, MetricsTap};
+use analytics::{Event, MetricsTap, ShadowCompare, ShadowDetection};
 
 use control::{CameraStatus, FLAG_DEGRADED, FLAG_STALE, Object, Snapshot};
 use rig::{CAMERA_COUNT, Rig};
@@ -243,6 +243,84 @@ impl<A: SnapshotSink, B: SnapshotSink> SnapshotSink for (A, B) {
     }
 }
 
+/// A challenger model evaluated in the shadow of the champion (on the vehicle, instead of a
+/// server-side A/B test): on a sampled subset of frames, and only in spare time, it runs on
+/// the same frame as the champion; the two detection lists are compared and the result
+/// leaves as metric events (disagreements, confidence shift). It never runs when a job is
+/// queued, a frame is due or a control tick falls before it would finish, or the ladder is
+/// degrading, so the champion's deadlines are untouched (on a virtual clock the champion's
+/// output is byte-identical with and without a shadow: `tests/analytics.rs`). The energy
+/// model does not charge shadow runs; a measured power sensor sees them.
+pub struct Shadow {
+    detector: Box<dyn Detector + Send>,
+    variant: u8,
+    every: u32,
+    prior: Duration,
+    observed: Duration,
+    /// xorshift state of the frame sampler (fixed seed: replays sample the same frames).
+    rng: u64,
+    /// The sampled frame waiting for spare time, and the champion's detections on it.
+    held: Option<FrameRef>,
+    champion: Vec<Detection>,
+    dets: Vec<Detection>,
+    compare: ShadowCompare,
+    /// Times the challenger ran.
+    pub ran: u64,
+    /// Sampled frames not evaluated for lack of spare time.
+    pub no_time: u64,
+}
+
+impl Shadow {
+    /// Runs `detector`'s `variant` on one on-time champion frame in `every` (at least 1, drawn
+    /// at random with a fixed seed);
+    /// `cost` is the expected time of one challenger run (a virtual clock advances by it;
+    /// a live clock's estimate grows to the slowest run seen).
+    pub fn new(detector: Box<dyn Detector + Send>, variant: u8, every: u32, cost: Duration) -> Self {
+        Shadow {
+            detector,
+            variant,
+            every: every.max(1),
+            prior: cost,
+            observed: Duration::from_ticks(0),
+            rng: 0x9E37_79B9_7F4A_7C15,
+            held: None,
+            champion: Vec::with_capacity(MAX_OBJECTS),
+            dets: Vec::with_capacity(MAX_OBJECTS),
+            compare: ShadowCompare::default(),
+            ran: 0,
+            no_time: 0,
+        }
+    }
+
+    /// One draw of the sampler: true with probability 1/`every`. Random rather than every
+    /// n-th frame: the rig's cameras capture together, so a fixed stride would always land on
+    /// the same cameras.
+    fn sample(&mut self) -> bool {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x % u64::from(self.every) == 0
+    }
+
+    fn predicted(&self) -> Duration {
+        if self.observed > self.prior { self.observed } else { self.prior }
+    }
+}
+
+impl ShadowDetection for Detection {
+    fn class(&self) -> u16 {
+        self.class as u16
+    }
+    fn confidence(&self) -> f32 {
+        self.score
+    }
+    fn bbox(&self) -> [f32; 4] {
+        self.bbox
+    }
+}
+
 /// What one [`Runtime::step`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StepOutcome {
@@ -306,6 +384,7 @@ pub struct Runtime<I: FrameInput, D: Detector, C: Pace, M: ExecTimeModel, P: Pow
     metrics: Option<MetricsTap>,
     /// Variant of each camera's previous job (variant switches are events).
     last_variant: [u8; CAMERA_COUNT],
+    shadow: Option<Shadow>,
 }
 
 impl<I: FrameInput, D: Detector, C: Pace, M: ExecTimeModel, P: PowerInput, S: SnapshotSink> Runtime<I, D, C, M, P, S> {
@@ -372,6 +451,7 @@ impl<I: FrameInput, D: Detector, C: Pace, M: ExecTimeModel, P: PowerInput, S: Sn
             degraded: false,
             metrics: None,
             last_variant: [0; CAMERA_COUNT],
+            shadow: None,
             cfg,
         };
         rt.ladder.apply(&mut rt.exec);
@@ -384,6 +464,16 @@ impl<I: FrameInput, D: Detector, C: Pace, M: ExecTimeModel, P: PowerInput, S: Sn
     /// drops the event and counts it.
     pub fn set_metrics(&mut self, tap: MetricsTap) {
         self.metrics = Some(tap);
+    }
+
+    /// Evaluates a challenger in the champion's shadow from now on (see [`Shadow`]).
+    pub fn set_shadow(&mut self, shadow: Shadow) {
+        self.shadow = Some(shadow);
+    }
+
+    /// The shadow evaluation, if one is set (its counters).
+    pub fn shadow(&self) -> Option<&Shadow> {
+        self.shadow.as_ref()
     }
 
     /// The metric tap, if one is set (its drop counter).
@@ -530,7 +620,6 @@ impl<I: FrameInput, D: Detector, C: Pace, M: ExecTimeModel, P: PowerInput, S: Sn
                 }
                 let capture = job.capture;
                 let (completion, frame) = self.exec.complete(job, status);
-                self.input.release(frame);
                 let done = self.exec.clock().now();
                 self.power.on_job(done, variant);
                 match completion {
@@ -559,6 +648,10 @@ impl<I: FrameInput, D: Detector, C: Pace, M: ExecTimeModel, P: PowerInput, S: Sn
                     let _z = scheduler::zone!("pipeline.publish");
                     self.publish(done);
                 }
+                if let Some(frame) = self.sample_shadow(matches!(completion, Completion::OnTime { .. }), frame) {
+                    self.input.release(frame);
+                }
+                self.try_shadow(false);
                 scheduler::trace::loop_mark();
                 StepOutcome::Ran
             }
@@ -569,6 +662,7 @@ impl<I: FrameInput, D: Detector, C: Pace, M: ExecTimeModel, P: PowerInput, S: Sn
                 StepOutcome::Skipped
             }
             Next::Idle => {
+                self.try_shadow(true);
                 let next = self.input.next_capture_ns();
                 if C::VIRTUAL {
                     match next {
@@ -583,6 +677,82 @@ impl<I: FrameInput, D: Detector, C: Pace, M: ExecTimeModel, P: PowerInput, S: Sn
                 } else {
                     StepOutcome::Idle
                 }
+            }
+        }
+    }
+
+    /// Keeps an on-time champion frame for the shadow challenger when the sampler picks it
+    /// and none is held yet (with a copy of the champion's detections); otherwise hands the
+    /// frame back for release.
+    fn sample_shadow(&mut self, on_time: bool, frame: FrameRef) -> Option<FrameRef> {
+        let Some(sh) = self.shadow.as_mut() else { return Some(frame) };
+        if !on_time || !sh.sample() {
+            return Some(frame);
+        }
+        if sh.held.is_some() {
+            sh.no_time += 1;
+            return Some(frame);
+        }
+        sh.champion.clear();
+        sh.champion.extend_from_slice(&self.dets);
+        sh.held = Some(frame);
+        None
+    }
+
+    /// Runs the challenger on the held frame if there is spare time now; `last_chance` (the
+    /// loop is idle) gives the frame back to its pool either way, so a held frame never
+    /// outlives the burst of captures it came with.
+    fn try_shadow(&mut self, last_chance: bool) {
+        let Some(sh) = self.shadow.as_mut() else { return };
+        let Some(frame) = sh.held else { return };
+        let now = self.exec.clock().now();
+        let finish = now + sh.predicted();
+        let next_frame = self.input.next_capture_ns().map(Instant::from_ticks);
+        // New captures already due: the burst the frame came with is over without spare time,
+        // and the frame's pool slot may be needed (a held slot must never cost a capture).
+        let last_chance = last_chance || next_frame.is_some_and(|t| t <= now);
+        // Spare time only: nothing queued, no frame captured before the challenger would
+        // finish, no control tick inside the run (so the governor and ladder see the same
+        // instants as without the shadow), and no degradation in force (a degraded loop has no
+        // spare budget, power included).
+        let spare = self.exec.pending() == 0
+            && !next_frame.is_some_and(|t| t <= finish)
+            && finish < self.next_control
+            && self.ladder.level() == 0;
+        if !spare {
+            if last_chance {
+                sh.held = None;
+                sh.no_time += 1;
+                self.input.release(frame);
+            }
+            return;
+        }
+        sh.held = None;
+        let cam = usize::from(frame.camera).min(CAMERA_COUNT - 1);
+        let ran = {
+            let _z = scheduler::zone!("pipeline.shadow");
+            sh.dets.clear();
+            let camera = &self.rig.cameras()[cam];
+            let pixels = self.input.pixels(&frame);
+            sh.detector.detect(camera, cam as u8, sh.variant, pixels, &mut sh.dets).is_ok()
+        };
+        self.input.release(frame);
+        if !ran {
+            return;
+        }
+        sh.ran += 1;
+        if C::VIRTUAL {
+            self.exec.clock().jump_to(finish);
+        } else {
+            let took = self.exec.clock().now() - now;
+            if took > sh.observed {
+                sh.observed = took;
+            }
+        }
+        let result = sh.compare.compare(&sh.champion, &sh.dets);
+        if let Some(tap) = self.metrics.as_mut() {
+            for e in result.events(self.exec.clock().now().ticks(), cam as u8, sh.variant) {
+                tap.record(e);
             }
         }
     }

@@ -23,7 +23,7 @@ use pipeline::detector::PlanDetector;
 use pipeline::mcap_io::{ReadOptions, read_log};
 use pipeline::record::{ImageEncoding, RecordOptions, record_synthetic};
 use pipeline::rings::{InlineRings, from_log};
-use pipeline::runtime::{CameraResult, Runtime, RuntimeConfig, SnapshotSink, StepOutcome};
+use pipeline::runtime::{CameraResult, Runtime, RuntimeConfig, Shadow, SnapshotSink, StepOutcome};
 use pipeline::source::ReplaySource;
 use rig::Rig;
 use scheduler::clock::{Instant, millis};
@@ -89,14 +89,18 @@ fn plan() -> Plan {
 }
 
 fn runtime(log: &[u8]) -> Rt {
+    // 12 ms per frame against 96 frames/s of demand: a little over full load, so frames are
+    // skipped or replaced and the counters other than `frames` move too.
+    runtime_at(log, millis(12))
+}
+
+fn runtime_at(log: &[u8], cost: scheduler::clock::Duration) -> Rt {
     let rig = Rig::builtin();
     let contents = read_log(log, &ReadOptions::default());
     assert!(contents.problems.is_empty(), "{:?}", contents.problems.first());
     let input = InlineRings::new(from_log(&rig, contents).unwrap(), 0);
     let detector = PlanDetector::new(kernels::cpu::Cpu::new(1), vec![plan()], 1).unwrap();
-    // 12 ms per frame against 96 frames/s of demand: a little over full load, so frames are
-    // skipped or replaced and the counters other than `frames` move too.
-    let cost = vec![millis(12)];
+    let cost = vec![cost];
     let energy = EnergyModel::new(5.0, &[0.05], scheduler::clock::secs(1));
     let truth = Truth { latency: vec![0; Layout::CONFIDENCE - Layout::LATENCY], confidence: vec![0; Layout::LUMA - Layout::CONFIDENCE], ..Default::default() };
     let (rt, _events) = Runtime::new(
@@ -249,4 +253,61 @@ fn network_down_leaves_the_hot_path_and_its_output_unchanged() {
     // Not a timing assertion (CI machines are shared): the worst step with the uploader
     // offline is reported next to the worst without it, for the log.
     eprintln!("worst step: {worst_plain:?} without analytics, {worst_tapped:?} with the uploader offline");
+}
+
+/// A challenger in the champion's shadow runs only in spare time: at moderate load it runs on
+/// many frames, the champion's published snapshots are byte-identical to a run without it,
+/// and its comparison reaches the tap. The challenger here has the champion's own weights, so
+/// on the same frame it must agree exactly: a single disagreement would mean it saw another
+/// frame or camera than the champion did.
+#[test]
+fn a_challenger_in_the_shadow_leaves_the_champion_untouched() {
+    let log = log();
+    // 4 ms per frame against 96 frames/s: about 40 % load, time to spare.
+    let mut base = runtime_at(log, millis(4));
+    run(&mut base);
+    let base_truth = std::mem::take(base.sink_mut());
+    drop(base);
+
+    let mut rt = runtime_at(log, millis(4));
+    let (tap, mut reader) = analytics::tap::tap_ring(1 << 16);
+    rt.set_metrics(tap);
+    let challenger = PlanDetector::new(kernels::cpu::Cpu::new(1), vec![plan()], 1).unwrap();
+    rt.set_shadow(Shadow::new(Box::new(challenger), 0, 2, millis(3)));
+    run(&mut rt);
+    let sh = rt.shadow().unwrap();
+    let (ran, no_time) = (sh.ran, sh.no_time);
+    let truth = std::mem::take(rt.sink_mut());
+    drop(rt);
+
+    eprintln!("shadow ran {ran} times, {no_time} sampled frames without spare time; {} frames", truth.frames);
+    assert_eq!(truth.frames, base_truth.frames, "the shadow changed how many champion frames ran");
+    assert_eq!(truth.snapshots, base_truth.snapshots);
+    assert_eq!(truth.hash.finalize(), base_truth.hash.finalize(), "the shadow changed the champion's snapshots");
+    // The rig's cameras capture together; the challenger gets one sampled frame per burst, in
+    // the gap after the burst's last champion job.
+    let bursts = (SECONDS * FPS) as u64;
+    assert!(ran >= bursts / 2, "the shadow ran only {ran} times in {bursts} capture bursts at 40 % load");
+
+    let (mut frames, mut compared, mut disagreements, mut shifts) = (0u64, 0u64, 0i64, 0u64);
+    let mut cameras = [0u32; 8];
+    reader.drain(|e| match e.kind {
+        analytics::event::EventKind::ShadowFrame => {
+            frames += 1;
+            cameras[usize::from(e.camera)] += 1;
+            compared += u64::from(e.aux);
+            disagreements += e.value;
+        }
+        analytics::event::EventKind::ShadowConfidenceShift => {
+            shifts += 1;
+            assert_eq!(e.value, 0, "identical weights shifted confidence: {e:?}");
+        }
+        _ => {}
+    });
+    assert_eq!(frames, ran, "one ShadowFrame event per challenger run");
+    let covered = cameras.iter().filter(|&&n| n > 0).count();
+    assert!(covered >= 4, "the sampler favours some cameras: runs per camera {cameras:?}");
+    assert!(compared > 0, "no detection was compared; the test says nothing");
+    assert!(shifts > 0);
+    assert_eq!(disagreements, 0, "the challenger saw a different frame than the champion");
 }

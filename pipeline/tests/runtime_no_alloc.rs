@@ -104,6 +104,7 @@ fn steady_state_loop_does_not_allocate() {
     rings_and_metric_tap();
 }
 
+/// Rings, the metric tap and a shadow challenger: the whole optional machinery.
 fn rings_and_metric_tap() {
     let costs = vec![millis(2), millis(1)];
     let rig = rig::Rig::builtin();
@@ -123,6 +124,7 @@ fn rings_and_metric_tap() {
     .expect("runtime");
     let (tap, mut tap_reader) = analytics::tap::tap_ring(1 << 12);
     rt.set_metrics(tap);
+    rt.set_shadow(pipeline::runtime::Shadow::new(Box::new(FixedDetector::new(&rig)), 0, 2, millis(1)));
     let mut events = 0u64;
     for _ in 0..1_000 {
         assert_ne!(rt.step(), StepOutcome::Finished);
@@ -137,7 +139,8 @@ fn rings_and_metric_tap() {
     COUNTING.store(false, Ordering::SeqCst);
     let n = ALLOCS.swap(0, Ordering::SeqCst);
     assert_eq!(steps, 20_000, "an endless synthetic source never finishes");
-    assert_eq!(n, 0, "{n} allocations in {steps} steady-state steps (rings + metric tap)");
+    assert_eq!(n, 0, "{n} allocations in {steps} steady-state steps (rings + metric tap + shadow)");
+    assert!(rt.shadow().unwrap().ran > 100, "the shadow challenger ran {} times", rt.shadow().unwrap().ran);
     assert!(events > 20_000, "the tap saw {events} events");
     assert_eq!(rt.metrics().unwrap().dropped(), 0);
     let s = reader.read().expect("a snapshot was published");
