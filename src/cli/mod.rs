@@ -5,6 +5,7 @@ pub mod compile;
 pub mod eval;
 pub mod hil;
 pub mod ota;
+pub mod plans;
 pub mod record;
 pub mod replay;
 pub mod run;
