@@ -85,6 +85,21 @@ pub struct Args {
     /// viewer never slows the pipeline (what it cannot take is dropped and counted).
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8765")]
     foxglove: Option<String>,
+    /// vigil config file (TOML). Its `[analytics]` section turns on the fleet analytics: metric
+    /// events leave the hot loop through a bounded lock-free ring to a low-priority thread
+    /// that aggregates, privatises, spools and uploads them (`vigil analytics --help`).
+    /// Default: $VIGIL_CONFIG, else /etc/vigil/vigil.toml; no file means analytics off.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Challenger model evaluated in the champion's shadow: a `.vplan` (e.g. the candidate an
+    /// OTA update staged). It runs on the CPU on one sampled frame in `--shadow-every`, only in
+    /// spare time (never when a frame is queued or due, nor while degraded); disagreement and
+    /// confidence shift go to the analytics.
+    #[arg(long, value_name = "PLAN")]
+    shadow: Option<PathBuf>,
+    /// Sample one champion frame in this many for the shadow challenger.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    shadow_every: u32,
 }
 
 /// Loads `*.vplan` from `dir`, ordered full -> lite -> floor; empty when none exist.
@@ -275,6 +290,22 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let sink = LiveSink { publisher, shm, view };
     let cfg = RuntimeConfig::new(fps as f32, args.power_cap_w);
     let (mut rt, mut events) = Runtime::new(rig.clone(), cfg, input, detector, clock, OnlineEstimator::new(&prior), energy, sink, Vec::new())?;
+    let analytics = crate::cli::analytics::start_for_pipeline(args.config.as_deref())?;
+    if let Some(svc) = &analytics {
+        rt.set_metrics(svc.tap());
+    }
+    if let Some(path) = &args.shadow {
+        let plan = kernels::vplan::load(path).with_context(|| format!("--shadow {}", path.display()))?;
+        if plan.preprocess.src_w != cam_w || plan.preprocess.src_h != cam_h {
+            bail!("--shadow {}: expects {}x{} frames but the rig's cameras are {cam_w}x{cam_h}", path.display(), plan.preprocess.src_w, plan.preprocess.src_h);
+        }
+        let cost = millis(match plan.meta.tier as u32 { 0 => 30, 1 => 8, _ => 3 });
+        let (name, ver) = (plan.meta.variant.clone(), plan.meta.model_version);
+        let challenger = pipeline::detector::PlanDetector::new(kernels::cpu::Cpu::new(args.threads.max(1)), vec![plan], ver.into())
+            .with_context(|| format!("--shadow {}: preparing the challenger", path.display()))?;
+        rt.set_shadow(pipeline::runtime::Shadow::new(Box::new(challenger), 0, args.shadow_every, cost));
+        tracing::info!("shadow: challenger {} ({name}) on one frame in {}, in spare time", path.display(), args.shadow_every.max(1));
+    }
     let counters = Counters {
         run: rt.stats(),
         capture,
@@ -427,6 +458,20 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         counters.failover.reruns.load(Ordering::Relaxed),
         stats.lost_events.load(Ordering::Relaxed)
     );
+    if let Some(sh) = rt.shadow() {
+        eprintln!("  shadow challenger: ran on {} frames, {} sampled frames had no spare time", sh.ran, sh.no_time);
+    }
+    if let Some(m) = rt.metrics() {
+        let dropped = m.dropped();
+        drop(rt);
+        if let Some(svc) = analytics {
+            let st = svc.shutdown();
+            eprintln!(
+                "  analytics: events folded {} (dropped at the tap {dropped}), windows released {} refused for budget {}, spool {} reports, epsilon left today {:.2}",
+                st.events_folded, st.windows_released, st.windows_refused_budget, st.spool_reports, st.budget_left_epsilon
+            );
+        }
+    }
     #[cfg(feature = "foxglove")]
     if let (Some(clients), Some(v)) = (view_clients, &counters.view) {
         eprintln!(
