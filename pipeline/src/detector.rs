@@ -296,3 +296,129 @@ fn wgsl_member(plans: &[Plan], version: u64, require_hardware: bool) -> Result<(
 fn wgsl_member(_plans: &[Plan], _version: u64, _hw: bool) -> Result<(Box<dyn Detector>, String), BackendError> {
     Err(BackendError::Unsupported { backend: "wgsl", reason: "this build has no `wgpu` feature (build with --features wgpu)".into() })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A member that writes one detection tagged with its id per frame, and faults (after
+    /// writing half a result) from call `fault_at` on; `bad_input_at` returns a bad-input error.
+    struct Fake {
+        name: &'static str,
+        id: f32,
+        calls: u32,
+        fault_at: Option<u32>,
+        bad_input_at: Option<u32>,
+    }
+
+    impl Fake {
+        fn new(name: &'static str, id: f32) -> Self {
+            Fake { name, id, calls: 0, fault_at: None, bad_input_at: None }
+        }
+    }
+
+    impl Detector for Fake {
+        fn backend_name(&self) -> &'static str {
+            self.name
+        }
+        fn variants(&self) -> u8 {
+            2
+        }
+        fn model_version(&self) -> u64 {
+            7
+        }
+        fn detect(&mut self, _: &Camera, camera_index: u8, _: u8, _: &[u8], out: &mut Vec<Detection>) -> Result<(), BackendError> {
+            self.calls += 1;
+            let d = Detection { camera: camera_index, class: ObjectClass::Car, score: self.id, bbox: [0.0, 0.0, 1.0, 1.0], depth: 5.0 };
+            out.push(d);
+            if self.fault_at.is_some_and(|n| self.calls >= n) {
+                return Err(BackendError::Device { backend: self.name, reason: "launch failed".into() });
+            }
+            if self.bad_input_at == Some(self.calls) {
+                out.pop();
+                return Err(BackendError::BadInput { backend: self.name, reason: "frame 3 bytes short".into() });
+            }
+            Ok(())
+        }
+    }
+
+    fn camera() -> Camera {
+        rig::Rig::builtin().cameras()[0].clone()
+    }
+
+    #[test]
+    fn a_device_fault_moves_every_later_frame_to_the_next_member_and_reruns_the_frame() {
+        let mut gpu = Fake::new("gpu", 1.0);
+        gpu.fault_at = Some(3);
+        let mut chain = FailoverDetector::new(vec![Box::new(gpu), Box::new(Fake::new("cpu", 2.0))]).unwrap();
+        let mut faults = chain.take_faults().unwrap();
+        assert!(chain.take_faults().is_none(), "the fault consumer is handed out once");
+        let stats = chain.stats();
+        let cam = camera();
+        let mut out = Vec::new();
+        for frame in 1..=5u32 {
+            out.clear();
+            chain.detect(&cam, 0, 0, &[], &mut out).unwrap();
+            assert_eq!(out.len(), 1, "frame {frame}: the faulting member's half result was not discarded: {out:?}");
+            let want = if frame < 3 { 1.0 } else { 2.0 };
+            assert_eq!(out[0].score, want, "frame {frame} ran on the wrong member");
+        }
+        assert_eq!(chain.backend_name(), "cpu");
+        assert_eq!(stats.failovers.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.active.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.reruns.load(Ordering::Relaxed), 1, "only the faulting frame is a re-run");
+        let msg = faults.pop().unwrap();
+        assert!(msg.contains("gpu") && msg.contains("launch failed"), "{msg}");
+        assert!(faults.pop().is_err());
+    }
+
+    #[test]
+    fn bad_input_is_not_a_failover_and_the_last_member_fault_is_returned() {
+        let mut gpu = Fake::new("gpu", 1.0);
+        gpu.bad_input_at = Some(1);
+        let mut cpu = Fake::new("cpu", 2.0);
+        cpu.fault_at = Some(2);
+        let mut chain = FailoverDetector::new(vec![Box::new(gpu), Box::new(cpu)]).unwrap();
+        let cam = camera();
+        let mut out = vec![];
+        let e = chain.detect(&cam, 0, 0, &[], &mut out).unwrap_err();
+        assert!(matches!(e, BackendError::BadInput { .. }), "{e}");
+        assert_eq!(chain.backend_name(), "gpu", "bad input must not abandon a healthy device");
+        // Second frame: gpu is fine, so to reach cpu's fault make gpu fault now.
+        let mut gpu = Fake::new("gpu", 1.0);
+        gpu.fault_at = Some(1);
+        let mut cpu = Fake::new("cpu", 2.0);
+        cpu.fault_at = Some(1);
+        let mut chain = FailoverDetector::new(vec![Box::new(gpu), Box::new(cpu)]).unwrap();
+        let mut faults = chain.take_faults().unwrap();
+        out.clear();
+        let e = chain.detect(&cam, 0, 0, &[], &mut out).unwrap_err();
+        assert!(matches!(e, BackendError::Device { backend: "cpu", .. }), "{e}");
+        assert!(out.is_empty(), "a failed frame leaves no partial result: {out:?}");
+        assert_eq!(chain.backend_name(), "cpu", "the chain stays on its last member");
+        assert!(faults.pop().unwrap().contains("gpu"));
+        assert!(faults.pop().unwrap().contains("cpu"));
+    }
+
+    #[test]
+    fn members_must_agree_on_the_variants() {
+        struct One;
+        impl Detector for One {
+            fn backend_name(&self) -> &'static str {
+                "one"
+            }
+            fn variants(&self) -> u8 {
+                1
+            }
+            fn model_version(&self) -> u64 {
+                7
+            }
+            fn detect(&mut self, _: &Camera, _: u8, _: u8, _: &[u8], _: &mut Vec<Detection>) -> Result<(), BackendError> {
+                Ok(())
+            }
+        }
+        let e = FailoverDetector::new(vec![Box::new(Fake::new("gpu", 1.0)), Box::new(One)]).unwrap_err();
+        assert!(e.to_string().contains("one offers 1 variants but gpu offers 2"), "{e}");
+        assert!(FailoverDetector::new(Vec::new()).is_err());
+    }
+}
