@@ -145,3 +145,41 @@ fn bad_record_arguments_are_clear_errors_and_leave_no_file() {
     assert!(stderr(&o).contains("--seconds"), "{}", stderr(&o));
     assert!(!out.exists() && !dir.path().join("x.mcap.partial").exists());
 }
+
+#[test]
+fn deterministic_replay_writes_the_same_bytes_twice_and_refuses_a_bad_log_by_offset() {
+    // A short log of its own (the full-size stand-in plans make long logs slow to replay).
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("short.mcap");
+    let o = vigil(&["record", "synthetic", "--seconds", "0.5", "--fps", "12", "--seed", "3", "--out", log.to_str().unwrap()]);
+    assert!(o.status.success(), "record failed: {}", stderr(&o));
+    let empty = dir.path().join("no-model");
+    std::fs::create_dir(&empty).unwrap();
+    let run = |threads: &str, out: &Path| {
+        let args = ["replay", log.to_str().unwrap(), "--deterministic", "--backend", "cpu", "--threads", threads];
+        let mut args: Vec<&str> = args.to_vec();
+        args.extend(["--model", empty.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        vigil(&args)
+    };
+    let (a, b) = (dir.path().join("a.mcap"), dir.path().join("b.mcap"));
+    let o = run("2", &a);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("backend: cpu") && e.contains("snapshots") && e.contains("front_main"), "no summary: {e}");
+    let o = run("1", &b);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (x, y) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    assert!(x == y, "two deterministic replays differ ({} vs {} bytes)", x.len(), y.len());
+    assert!(!String::from_utf8_lossy(&x).contains("backend"));
+
+    let bytes = std::fs::read(&log).unwrap();
+    let cut = dir.path().join("cut.mcap");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let out = dir.path().join("cut-out.mcap");
+    let o = vigil(&["replay", cut.to_str().unwrap(), "--deterministic", "--model", empty.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert_no_panic(&o);
+    let e = stderr(&o);
+    assert!(e.contains("cut.mcap") && e.contains("byte offset"), "{e}");
+    assert!(!out.exists() && !dir.path().join("cut-out.mcap.partial").exists(), "a refused replay left a file");
+}
