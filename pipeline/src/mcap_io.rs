@@ -166,6 +166,9 @@ pub struct LogContents {
     pub complete: bool,
     /// True when frames were left undecoded because of [`ReadOptions::max_decoded_bytes`].
     pub budget_exceeded: bool,
+    /// Ground-truth messages (`/ground_truth`, `vigil.GroundTruth`) by capture time, for
+    /// evaluation and calibration; empty for logs of real drives.
+    pub truth: BTreeMap<u64, rig::synth::FrameTruth>,
 }
 
 impl LogContents {
@@ -483,9 +486,14 @@ impl Reader<'_> {
             }
             GROUND_TRUTH_SCHEMA_NAME => {
                 let stats = self.other(&topic, GROUND_TRUTH_SCHEMA_NAME, &h);
-                if let Err(e) = serde_json::from_slice::<rig::synth::FrameTruth>(data) {
-                    stats.corrupt += 1;
-                    self.problem(at, format!("{topic}: ground-truth message {} is not a vigil.GroundTruth: {e}", h.sequence));
+                match serde_json::from_slice::<rig::synth::FrameTruth>(data) {
+                    Ok(t) => {
+                        self.out.truth.insert(t.timestamp_ns, t);
+                    }
+                    Err(e) => {
+                        stats.corrupt += 1;
+                        self.problem(at, format!("{topic}: ground-truth message {} is not a vigil.GroundTruth: {e}", h.sequence));
+                    }
                 }
             }
             _ => {
@@ -803,4 +811,59 @@ mod tests {
         bad["extra"] = 1.into();
         assert!(conforms(&bad, &schema, "$").is_err());
     }
+}
+
+/// One camera image of a log with its ground truth, for calibration and evaluation.
+#[derive(Clone, Debug)]
+pub struct LabelledFrame {
+    /// Index of the camera in the rig.
+    pub camera: usize,
+    /// Capture time, ns.
+    pub timestamp_ns: u64,
+    /// Image size `(w, h)`.
+    pub size: (u32, u32),
+    /// Packed RGB8.
+    pub rgb: Vec<u8>,
+    /// The ground truth of the capture (all objects; each carries per-camera boxes), when the
+    /// log has a `/ground_truth` message at this capture time.
+    pub truth: Option<rig::synth::FrameTruth>,
+}
+
+/// Every decoded camera image of `bytes`, interleaved across cameras in capture order (so a
+/// prefix covers every camera), each matched to its camera in `rig` by name and to the
+/// ground truth at its capture time. A log with problems, a camera the rig does not know or a
+/// log without camera images is an error naming `path` (and the byte offset of a problem).
+pub fn labelled_frames(rig: &rig::Rig, path: &std::path::Path, bytes: &[u8], max_decoded_bytes: u64) -> Result<Vec<LabelledFrame>, String> {
+    let contents = read_log(bytes, &ReadOptions { max_decoded_bytes, ..ReadOptions::default() });
+    if let Some(p) = contents.problems.first() {
+        return Err(format!("{}: {p}", path.display()));
+    }
+    if contents.cameras.iter().all(|c| c.captures.is_empty()) {
+        return Err(format!("{}: the log holds no camera images (topics /camera/<name>/image)", path.display()));
+    }
+    let mut per_camera = Vec::new();
+    for cam in &contents.cameras {
+        let index = rig
+            .cameras()
+            .iter()
+            .position(|c| c.name == cam.name)
+            .ok_or_else(|| format!("{}: camera {:?} ({}) is not a camera of the rig", path.display(), cam.name, cam.topic))?;
+        per_camera.push((index, cam));
+    }
+    let longest = per_camera.iter().map(|(_, c)| c.captures.len()).max().unwrap_or(0);
+    let mut out = Vec::new();
+    for k in 0..longest {
+        for (index, cam) in &per_camera {
+            let Some(cap) = cam.captures.get(k) else { continue };
+            let (Some(format), Some(frame)) = (cam.format, cam.frames.get(cap.slot as usize)) else { continue };
+            out.push(LabelledFrame {
+                camera: *index,
+                timestamp_ns: cap.timestamp_ns,
+                size: (format.width, format.height),
+                rgb: frame.as_bytes()[..format.rgb8_len()].to_vec(),
+                truth: contents.truth.get(&cap.timestamp_ns).cloned(),
+            });
+        }
+    }
+    Ok(out)
 }

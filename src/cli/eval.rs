@@ -32,6 +32,10 @@ pub struct Args {
     /// For an ONNX model: which variant's input size to evaluate at (`full`, `lite`, `floor`).
     #[arg(long, default_value = "full")]
     pub variant: String,
+    /// Evaluate at most this many camera images (a log's images are taken interleaved across
+    /// cameras, so a prefix covers every camera).
+    #[arg(long)]
+    pub max_frames: Option<usize>,
 }
 
 /// One camera image with its ground truth.
@@ -80,6 +84,39 @@ pub fn synthetic_samples(seed: u64, frames: usize) -> Vec<Sample> {
     out
 }
 
+/// Reads every camera image of an MCAP log with its ground truth (a log recorded by `vigil
+/// record synthetic`, or any log with the same schemas; images without ground truth count as
+/// images with no object, which suits calibration but not evaluation).
+fn log_samples(path: &Path, what: &str) -> anyhow::Result<Vec<Sample>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading the {what} log {}", path.display()))?;
+    let rig = Rig::builtin();
+    let frames = pipeline::mcap_io::labelled_frames(&rig, path, &bytes, 8 << 30).map_err(anyhow::Error::msg)?;
+    let labelled = frames.iter().filter(|f| f.truth.is_some()).count();
+    if what == "evaluation" && labelled == 0 {
+        bail!("{}: no /ground_truth message matches a camera image; evaluation needs a labelled log (vigil record synthetic)", path.display());
+    }
+    Ok(frames
+        .into_iter()
+        .map(|f| {
+            let cam = f.camera;
+            let gts = f
+                .truth
+                .iter()
+                .flat_map(|t| t.objects.iter())
+                .flat_map(|o| {
+                    o.boxes.iter().filter(|b| usize::from(b.camera) == cam).map(move |b| Gt {
+                        class: o.class as u16,
+                        bbox: b.bbox,
+                        depth: b.depth,
+                        visible_fraction: b.visible_fraction,
+                    })
+                })
+                .collect();
+            Sample { rgb: f.rgb, camera: f.size, gts }
+        })
+        .collect())
+}
+
 /// Loads the samples named by `--data` / `--synthetic` / `--dataset`.
 pub fn load_samples(data: Option<&Path>, synthetic: Option<&str>, dataset: Option<&Path>, what: &str) -> anyhow::Result<Vec<Sample>> {
     let samples = match (data, synthetic) {
@@ -92,10 +129,7 @@ pub fn load_samples(data: Option<&Path>, synthetic: Option<&str>, dataset: Optio
             let (seed, frames) = parse_synthetic(s)?;
             synthetic_samples(seed, frames)
         }
-        (Some(p), None) => bail!(
-            "{}: reading MCAP {what} logs is not wired into this build yet; use --synthetic SEED:FRAMES to render frames with the synthetic rig",
-            p.display()
-        ),
+        (Some(p), None) => log_samples(p, what)?,
         (None, None) => bail!("no {what} data: pass a log, --synthetic SEED:FRAMES or --dataset DIR"),
     };
     if samples.is_empty() {
@@ -116,7 +150,11 @@ pub fn print_report(label: &str, r: &Report) {
         }
     }
     println!("  mAP@0.5            {:6.2}", r.map * 100.0);
-    println!("  distance error     {:6.2} m mean absolute, {:5.1} % relative ({} true positives)", r.depth_mae, r.depth_rel * 100.0, r.true_positives);
+    if r.true_positives == 0 {
+        println!("  distance error        n/a (no true positive)");
+    } else {
+        println!("  distance error     {:6.2} m mean absolute, {:5.1} % relative ({} true positives)", r.depth_mae, r.depth_rel * 100.0, r.true_positives);
+    }
 }
 
 /// Evaluates an ONNX model in FP32 at a variant's input size.
@@ -173,7 +211,10 @@ pub fn progress(len: u64, msg: &str) -> indicatif::ProgressBar {
 
 /// Entry point of `vigil eval`.
 pub fn main(args: Args) -> anyhow::Result<()> {
-    let samples = load_samples(args.data.as_deref(), args.synthetic.as_deref(), args.dataset.as_deref(), "evaluation")?;
+    let mut samples = load_samples(args.data.as_deref(), args.synthetic.as_deref(), args.dataset.as_deref(), "evaluation")?;
+    if let Some(m) = args.max_frames {
+        samples.truncate(m.max(1));
+    }
     let bytes = std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
     let is_onnx = args.model.extension().is_some_and(|e| e == "onnx");
     if is_onnx {
