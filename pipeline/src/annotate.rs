@@ -236,7 +236,7 @@ pub fn image_annotations(capture_ns: u64, variant: u8, done_ns: u64, dets: &[Det
 fn heading(v: [f32; 3]) -> Quaternion {
     let (vx, vy) = (f64::from(v[0]), f64::from(v[1]));
     let speed = (vx * vx + vy * vy).sqrt();
-    if !(speed >= 0.5) {
+    if speed.is_nan() || speed < 0.5 {
         return Quaternion { x: 0.0, y: 0.0, z: 0.0, w: 1.0 };
     }
     let (c, s) = (vx / speed, vy / speed);

@@ -395,7 +395,7 @@ fn run<D: Detector, W: Write + Seek>(
         if steps >= limit {
             return Err(ReplayError::Runaway(steps));
         }
-        if steps % 64 == 0 {
+        if steps.is_multiple_of(64) {
             progress(rt.clock().now().ticks().saturating_sub(first).min(span), span);
         }
     }

@@ -160,7 +160,7 @@ fn go<B: kernels::backend::Backend>(
         indicatif::ProgressStyle::with_template("{bar:40} {percent:>3}% of the log [{elapsed} < {eta}]")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let mut progress = |done: u64, total: u64| bar.set_position(if total == 0 { 1000 } else { done * 1000 / total });
+    let mut progress = |done: u64, total: u64| bar.set_position((done * 1000).checked_div(total).unwrap_or(1000));
     let result = match &args.out {
         None => replay_summary(bytes, detector, opts, &mut progress).with_context(|| file.to_string()),
         Some(out) => {
