@@ -6,16 +6,17 @@
 //! main thread; a 100 Hz control reader, a status printer and (with `--foxglove`) a
 //! low-priority viewer run beside it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use kernels::plan::Plan;
 use kernels::select::BackendChoice;
 use pipeline::detector::{Detector, FailoverStats, select_detector};
+
+use crate::cli::plans::{load_plans, stand_in_plans};
 use pipeline::live::{LiveInput, LiveSink};
 use pipeline::rings::CaptureStats;
 use pipeline::runtime::{LatencyHistogram, Runtime, RuntimeConfig, RuntimeStats, StepOutcome};
@@ -100,35 +101,6 @@ pub struct Args {
     /// Sample one champion frame in this many for the shadow challenger.
     #[arg(long, default_value_t = 4, value_name = "N")]
     shadow_every: u32,
-}
-
-/// Loads `*.vplan` from `dir`, ordered full -> lite -> floor; empty when none exist.
-fn load_plans(dir: &Path) -> anyhow::Result<Vec<Plan>> {
-    let mut plans = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(plans) };
-    for e in entries {
-        let path = e?.path();
-        if path.extension().is_some_and(|x| x == "vplan") {
-            let plan = kernels::vplan::load(&path).with_context(|| format!("loading {}", path.display()))?;
-            plans.push(plan);
-        }
-    }
-    plans.sort_by_key(|p| (p.meta.tier as u32, std::cmp::Reverse(p.meta.ops_per_frame)));
-    Ok(plans)
-}
-
-/// Random-weight CenterNet-lite plans at three input sizes, for a camera of `w x h`.
-fn stand_in_plans(w: u32, h: u32) -> anyhow::Result<Vec<Plan>> {
-    let mut plans = Vec::new();
-    for (i, (ph, pw)) in [(384, 640), (192, 320), (96, 160)].into_iter().enumerate() {
-        let mut p = kernels::synth::centernet_lite(ph, pw, 1).context("building the stand-in plan")?;
-        // The tables do not depend on the frame size; only the source geometry changes.
-        p.preprocess.src_w = w;
-        p.preprocess.src_h = h;
-        p.meta.tier = kernels::plan::Tier::from_code(i as u32).unwrap_or(kernels::plan::Tier::Floor);
-        plans.push(p);
-    }
-    Ok(plans)
 }
 
 /// Where frames come from, decided from `--source`.
