@@ -25,6 +25,9 @@ cargo build --workspace --all-targets --locked
 step "rust tests"
 cargo test --workspace --locked --no-fail-fast
 
+step "CUDA backend: builds and passes clippy without a toolkit (dynamic loading)"
+cargo clippy -p kernels --features cuda --all-targets --locked -- -D warnings
+
 step "WGSL conformance suite (software Vulkan adapter in CI)"
 cargo test -p kernels --features wgpu --locked --test conformance
 
