@@ -93,12 +93,15 @@ MIN_H_TRAIN = 3.0  # pixels at the network input
 
 
 def make_targets(objs, scale, ox, oy, in_h, in_w, flip):
-    """Heatmap (gaussian splats) and regression targets for one sample.
+    """Heatmap (gaussian splats), ignore map and regression targets for one sample.
 
     `scale` maps camera pixels to input pixels; (ox, oy) is the crop origin in input pixels.
+    An object too occluded, truncated or small to be learnt (the evaluation does not count
+    it either) is neither a positive nor a negative: the core of its splat is ignored.
     """
     oh, ow = in_h // STRIDE, in_w // STRIDE
     hm = np.zeros((N_CLASSES, oh, ow), np.float32)
+    ign = np.zeros((N_CLASSES, oh, ow), np.float32)
     reg = np.zeros((5, oh, ow), np.float32)
     mask = np.zeros((oh, ow), np.float32)
     ys = np.arange(oh, dtype=np.float32)[:, None]
@@ -112,7 +115,7 @@ def make_targets(objs, scale, ox, oy, in_h, in_w, flip):
         u0, v0 = max(u0, 0.0), max(v0, 0.0)
         u1, v1 = min(u1, float(in_w)), min(v1, float(in_h))
         bw, bh = u1 - u0, v1 - v0
-        if bw < 1 or bh < MIN_H_TRAIN or o["visible_fraction"] < VIS_TRAIN:
+        if bw < 1 or bh < 1:
             continue
         cx, cy = (u0 + u1) / 2 / STRIDE, (v0 + v1) / 2 / STRIDE
         ix, iy = min(int(cx), ow - 1), min(int(cy), oh - 1)
@@ -120,24 +123,29 @@ def make_targets(objs, scale, ox, oy, in_h, in_w, flip):
         sy = max(0.5, bh / STRIDE / 6)
         g = np.exp(-((xs - ix) ** 2) / (2 * sx * sx) - ((ys - iy) ** 2) / (2 * sy * sy))
         k = o["class"]
+        if bh < MIN_H_TRAIN or o["visible_fraction"] < VIS_TRAIN:
+            ign[k] = np.maximum(ign[k], (g > 0.3).astype(np.float32))
+            continue
         hm[k] = np.maximum(hm[k], g)
         hm[k, iy, ix] = 1.0
         reg[:, iy, ix] = [math.log(bw / STRIDE), math.log(bh / STRIDE), cx - ix, cy - iy,
                           math.log(max(o["depth"], 0.5) / scale)]
         mask[iy, ix] = 1.0
-    return hm, reg, mask
+    ign *= (hm == 0)  # a counted object's splat wins over an ignored one's
+    return hm, ign, reg, mask
 
 
-def sample_batch(rng, images, labels, bs, in_h, in_w):
-    """Random samples: half the frame downscaled by 2 (the `lite` view), half full-scale crops."""
+def sample_batch(rng, images, labels, bs, in_h, in_w, lite_frac=0.5):
+    """Random samples: the frame downscaled by 2 (the `lite` view) with probability `lite_frac`,
+    full-scale crops otherwise."""
     n, h, w, _ = images.shape
     xb = np.zeros((bs, 3, in_h, in_w), np.float32)
-    hms, regs, masks = [], [], []
+    hms, igns, regs, masks = [], [], [], []
     for b in range(bs):
         i = rng.integers(n)
         img = images[i]
         flip = bool(rng.integers(2))
-        if rng.random() < 0.5:
+        if rng.random() < lite_frac:
             scale = 0.5
             small = img[: h // 2 * 2, : w // 2 * 2].reshape(h // 2, 2, w // 2, 2, 3).astype(np.float32).mean((1, 3))
             oy = int(rng.integers(0, h // 2 - in_h + 1))
@@ -152,18 +160,19 @@ def sample_batch(rng, images, labels, bs, in_h, in_w):
             crop = crop[:, ::-1]
         crop = crop * rng.uniform(0.8, 1.2) + rng.uniform(-15, 15)
         xb[b] = np.clip(crop, 0, 255).transpose(2, 0, 1) / 255.0
-        hm, reg, mask = make_targets(labels[i], scale, ox, oy, in_h, in_w, flip)
+        hm, ign, reg, mask = make_targets(labels[i], scale, ox, oy, in_h, in_w, flip)
         hms.append(hm)
+        igns.append(ign)
         regs.append(reg)
         masks.append(mask)
-    return (torch.from_numpy(xb), torch.from_numpy(np.stack(hms)), torch.from_numpy(np.stack(regs)),
-            torch.from_numpy(np.stack(masks)))
+    return (torch.from_numpy(xb), torch.from_numpy(np.stack(hms)), torch.from_numpy(np.stack(igns)),
+            torch.from_numpy(np.stack(regs)), torch.from_numpy(np.stack(masks)))
 
 
-def focal_loss(logits, gt):
+def focal_loss(logits, gt, ign):
     p = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
     pos = gt.eq(1).float()
-    neg = 1 - pos
+    neg = (1 - pos) * (1 - ign)
     pos_loss = torch.log(p) * (1 - p) ** 2 * pos
     neg_loss = torch.log(1 - p) * p ** 2 * (1 - gt) ** 4 * neg
     n_pos = pos.sum().clamp(min=1)
@@ -221,6 +230,12 @@ def run_ort(path, images, scale):
     return outs
 
 
+def ort_version():
+    import onnxruntime as ort
+
+    return ort.__version__
+
+
 def evaluate_onnx(path, images, labels, scale=1.0):
     outs = run_ort(path, images, scale)
     dets = [detect_eval.decode(hm, box, scale) for hm, box in outs]
@@ -244,6 +259,9 @@ def main():
     ap.add_argument("--ckpt", default="tools/runs/last.pt")
     ap.add_argument("--out", default="models/vigil_det.onnx")
     ap.add_argument("--export-every", type=float, default=10.0, help="minutes between checkpoint exports")
+    ap.add_argument("--lite-frac", type=float, default=0.5, help="share of samples in the downscaled lite view")
+    ap.add_argument("--watch", type=int, default=48,
+                    help="held-out frames evaluated (ONNX Runtime) at every checkpoint export; 0: none")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -262,6 +280,17 @@ def main():
         labels += l
     images = np.concatenate(imgs)
     print(f"train: {len(images)} frames {images.shape[1:]} loaded in {time.time() - t0:.0f}s", flush=True)
+    counts = np.zeros((2, N_CLASSES), int)
+    for objs in labels:
+        for o in objs:
+            counts[int(detect_eval.is_valid(o)), o["class"]] += 1
+    print(f"objects per class (car, truck, pedestrian, cyclist): counted {counts[1].tolist()}, "
+          f"not counted {counts[0].tolist()}", flush=True)
+    vi = vl = None
+    if args.val:
+        vi, vl = load_dataset(args.val)
+    elif args.val_standin:
+        vi, vl = standin_dataset(args.seed + 1000, args.val_standin)
 
     model = Detector()
     n_params = sum(p.numel() for p in model.parameters())
@@ -286,9 +315,10 @@ def main():
         for g in opt.param_groups:
             g["lr"] = lr
         model.train()
-        x, hm, reg, mask = sample_batch(rng, images, labels, args.batch, args.crop[0], args.crop[1])
+        x, hm, ign, reg, mask = sample_batch(rng, images, labels, args.batch, args.crop[0], args.crop[1],
+                                             args.lite_frac)
         hm_logits, reg_pred = model.forward_logits(x)
-        loss_hm = focal_loss(hm_logits, hm)
+        loss_hm = focal_loss(hm_logits, hm, ign)
         loss_reg = reg_loss(reg_pred, reg, mask)
         loss = loss_hm + loss_reg
         opt.zero_grad()
@@ -302,25 +332,28 @@ def main():
         if time.time() - last_export > args.export_every * 60:
             torch.save(model.state_dict(), args.ckpt)
             export_onnx(model, args.out)
-            last_export = time.time()
             print(f"checkpoint + export at step {step}", flush=True)
+            if vi is not None and args.watch:
+                r = evaluate_onnx(args.out, vi[:args.watch], vl[:args.watch])
+                print(f"  held-out ({min(args.watch, len(vi))} frames, full, ONNX Runtime): mAP@0.5 {r['map']:.4f} "
+                      f"per class {[None if a is None else round(a, 3) for a in r['per_class']]} "
+                      f"depth MAE {r['depth_mae']:.2f} m", flush=True)
+            last_export = time.time()
 
     torch.save(model.state_dict(), args.ckpt)
     export_onnx(model, args.out)
     print(f"training loop done: {step} steps", flush=True)
-    meta = dict(seed=args.seed, steps=step, minutes=round((time.time() - t_train) / 60, 1), params=n_params,
-                data=args.data, standin=args.standin, init=args.init, input=[1, 3, 384, 640])
-    if args.val or args.val_standin:
-        if args.val:
-            vi, vl = load_dataset(args.val)
-        else:
-            vi, vl = standin_dataset(args.seed + 1000, args.val_standin)
+    meta = dict(command="tools/train.sh " + " ".join(sys.argv[1:]), seed=args.seed, steps=step,
+                minutes=round((time.time() - t_train) / 60, 1), params=n_params, data=args.data,
+                standin=args.standin, init=args.init, input=[1, 3, 384, 640], batch=args.batch,
+                crop=args.crop, lr=args.lr, lite_frac=args.lite_frac, torch=torch.__version__)
+    if vi is not None:
         # ONNX Runtime runs the exported (full-size) graph; `vigil eval --variant lite` covers lite.
         for scale, name in ((1.0, "full"),):
             r = evaluate_onnx(args.out, vi, vl, scale)
             print(f"held-out ({name}, ONNX Runtime): mAP@0.5 {r['map']:.4f} per class {r['per_class']} "
                   f"depth MAE {r['depth_mae']:.2f} m", flush=True)
-            meta[f"val_{name}"] = r
+            meta[f"val_{name}"] = dict(r, frames=len(vi), data=args.val, runtime="ONNX Runtime " + ort_version())
     with open(os.path.splitext(args.out)[0] + ".train.json", "w") as f:
         json.dump(meta, f, indent=1)
     print(f"done: {step} steps, wrote {args.out}", flush=True)
