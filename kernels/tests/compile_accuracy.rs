@@ -1,7 +1,8 @@
 //! Accuracy of the compiled committed model: INT8 mAP@0.5 stays within a documented tolerance
 //! of FP32 on held-out frames (same decode rules on both paths; see docs/MODEL.md).
 //!
-//! Tolerance here: 5 mAP points on the `lite` variant over the 6 committed held-out frames
+//! Tolerance here: 5 mAP points on the `lite` variant over the 8 committed held-out camera
+//! images (`models/heldout`: one frame of the synthetic rig, seed 9000, never trained on)
 //! (a handful of frames makes mAP coarse; the 1-point target of the issue is measured by
 //! `vigil eval` on a larger held-out set and reported in docs/perf/compiler.md).
 
@@ -15,7 +16,7 @@ use kernels::quantize::Method;
 
 const TOLERANCE: f64 = 0.05;
 /// Below this FP32 mAP the comparison says nothing about quantisation.
-const MIN_FP32_MAP: f64 = 0.05;
+const MIN_FP32_MAP: f64 = 0.2;
 
 #[test]
 fn int8_lite_map_is_within_tolerance_of_fp32() {
@@ -57,13 +58,8 @@ fn int8_lite_map_is_within_tolerance_of_fp32() {
     let (rf, rq) = (ef.report(), eq.report());
     eprintln!("lite on {} held-out frames: FP32 mAP@0.5 {:.4} {:?}, INT8 {:.4} {:?}", data.len(), rf.map, rf.ap, rq.map, rq.ap);
     assert!(rf.counted > 0, "held-out frames have no counted box");
-    if rf.map < MIN_FP32_MAP {
-        // Nothing to compare: INT8 and FP32 would agree trivially at (near) zero.
-        eprintln!(
-            "SKIPPED: the committed model is undertrained (FP32 mAP@0.5 {:.4} < {MIN_FP32_MAP}); retrain with tools/train.sh (docs/MODEL.md) for this check to bind",
-            rf.map
-        );
-        return;
-    }
+    // The committed model is trained: a model that detects nothing would make INT8 and FP32
+    // agree trivially, so that is a failure here, not a skip.
+    assert!(rf.map >= MIN_FP32_MAP, "the committed model detects too little (FP32 mAP@0.5 {:.4} < {MIN_FP32_MAP}); see docs/MODEL.md", rf.map);
     assert!((rf.map - rq.map).abs() <= TOLERANCE, "INT8 mAP {:.4} vs FP32 {:.4}: beyond {TOLERANCE}", rq.map, rf.map);
 }
