@@ -6,8 +6,10 @@
   formula (pixel (x, y), channel c = (7x + 13y + 29c + (x*y mod 11)) mod 256), every
   `stride`-th element of the NCHW outputs. `kernels/tests/compile_onnx.rs` runs vigil's FP32
   interpreter on the same input and compares.
-* models/heldout/: a few held-out stand-in frames with ground truth (seed 9000, never used
-  in training) for `kernels/tests/compile_accuracy.rs`.
+* models/heldout/ (unless --heldout 0): a few held-out stand-in frames with ground truth
+  (seed 9000, never used in training). The committed held-out set is rig frames instead
+  (`cargo run -p kernels --example export_dataset -- --seed 9000 --frames 1 --out
+  models/heldout`, docs/MODEL.md), read by `kernels/tests/compile_accuracy.rs`.
 """
 
 import argparse
