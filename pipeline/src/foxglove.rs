@@ -388,9 +388,10 @@ mod tests {
         let px: Vec<u8> = (0..4 * 2).flat_map(|i| [i as u8 * 10, 100, 255 - i as u8]).collect();
         let mut out = Vec::new();
         assert_eq!(downscale(&px, 4, 2, 2, &mut out), (2, 1));
-        // Block 0: pixels 0, 1, 4, 5 -> red (0+10+40+50)/4 = 25.
-        assert_eq!(&out[..3], &[25, 100, 230]);
-        assert_eq!(&out[3..], &[45, 100, 210]);
+        // Block 0: pixels 0, 1, 4, 5 -> red (0+10+40+50)/4 = 25, blue (255+254+251+250)/4 = 252.5 -> 253.
+        // Block 1: pixels 2, 3, 6, 7 -> red 45, blue (253+252+249+248)/4 = 250.5 -> 251.
+        assert_eq!(&out[..3], &[25, 100, 253]);
+        assert_eq!(&out[3..], &[45, 100, 251]);
         assert_eq!(downscale(&px, 4, 2, 1, &mut out), (4, 2));
         assert_eq!(out, px);
     }
