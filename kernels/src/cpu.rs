@@ -1,7 +1,14 @@
-//! `cpu`: the fast CPU backend. AVX2 (detected at run time) with a portable fallback,
-//! multi-threaded over output rows on a fixed pool started at prepare, and byte-identical to
-//! [`crate::cpu_ref`] on every op.
+//! `cpu`: the fast CPU backend. AVX-512 VNNI or AVX2 (detected at run time) with a portable
+//! fallback, multi-threaded over output rows on a fixed pool started at prepare, and
+//! byte-identical to [`crate::cpu_ref`] on every op.
 //!
+//! * With AVX-512 (F, BW, VL, VNNI): convolutions read a padded copy of their input (made per
+//!   op, in parallel), so no tap needs a bounds check. Dense and grouped convolutions run an
+//!   8-pixel x 16..48-channel `vpdpbusd` tile with the requantisation fused behind it; depthwise
+//!   convolutions run per output row on `vpdpwssd`, 16 channels at a time. See [`crate::avx512`]
+//!   for why both are exact.
+//!
+//! Without AVX-512:
 //! * Convolutions (dense and grouped): the input converted once to `x - zp` as i16, then per
 //!   tile of 4 output pixels an *indirect* 4 x 16 `vpmaddwd` micro-kernel (each tap of each
 //!   pixel read in place, padding from a zero segment; no im2col copy) over weights packed at
@@ -17,32 +24,68 @@
 
 use std::ops::Range;
 
+use crate::avx512::{self, Clamp, DenseGeom, DwGeom, Rq16};
 use crate::backend::{Backend, BackendError, check_run_args};
 use crate::cpu_ref;
 use crate::plan::{Candidate, Candidates, Op, Plan, TensorDesc};
 use crate::sys::{self, Pool, RequantVec};
 
+/// Instruction-set level of the fast CPU backend's kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    /// Plain Rust, no SIMD intrinsics.
+    Portable,
+    /// AVX2: `vpmaddwd` convolutions and vector requantisation.
+    Avx2,
+    /// AVX-512 F/BW/VL/VNNI: `vpdpbusd` / `vpdpwssd` convolutions with fused requantisation
+    /// (element-wise ops keep their AVX2 code).
+    Avx512,
+}
+
+impl Isa {
+    /// The best level this CPU runs.
+    pub fn detect() -> Isa {
+        if avx512::available() && sys::has_avx2() {
+            Isa::Avx512
+        } else if sys::has_avx2() {
+            Isa::Avx2
+        } else {
+            Isa::Portable
+        }
+    }
+}
+
 /// The fast CPU backend.
 #[derive(Clone, Debug)]
 pub struct Cpu {
     threads: usize,
-    avx2: bool,
+    isa: Isa,
 }
 
 impl Cpu {
-    /// A backend using `threads` threads (at least 1) and AVX2 when the CPU has it.
+    /// A backend using `threads` threads (at least 1) and the best instruction set the CPU has.
     pub fn new(threads: usize) -> Cpu {
-        Cpu { threads: threads.max(1), avx2: sys::has_avx2() }
+        Cpu { threads: threads.max(1), isa: Isa::detect() }
     }
 
     /// The same with SIMD disabled: the portable path (for tests and comparison).
     pub fn portable(threads: usize) -> Cpu {
-        Cpu { threads: threads.max(1), avx2: false }
+        Cpu { threads: threads.max(1), isa: Isa::Portable }
     }
 
-    /// Whether the AVX2 path is in use.
+    /// A backend limited to `isa` (or the best this CPU has, when that is lower).
+    pub fn with_isa(threads: usize, isa: Isa) -> Cpu {
+        Cpu { threads: threads.max(1), isa: isa.min(Isa::detect()) }
+    }
+
+    /// The instruction-set level in use.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Whether AVX2 (or better) is in use.
     pub fn uses_avx2(&self) -> bool {
-        self.avx2
+        self.isa >= Isa::Avx2
     }
 }
 
@@ -63,6 +106,8 @@ struct Scratch {
 enum Prep {
     Gemm { taps: usize, seg2: usize, blocks: usize, packed: Vec<Vec<i16>>, rq: Vec<RequantVec> },
     Depthwise { taps: Vec<i32>, rq: RequantVec },
+    Dense512 { pad: PadGeom, g: DenseGeom, packed: Vec<Vec<i8>>, rq: Vec<Rq16> },
+    Dw512 { pad: PadGeom, g: DwGeom, rq: Rq16 },
     AddTable(Vec<i8>),
     ConcatTables(Vec<[i8; 256]>),
     Plain,
@@ -76,10 +121,13 @@ pub struct CpuPrepared {
     ops: Vec<Prep>,
     arena: Vec<i8>,
     xbuf: Vec<i16>,
+    pbuf: Vec<i8>,
     pool: Pool<Scratch>,
     peaks: Vec<Candidate>,
     xs: Vec<(usize, usize, u32)>,
     ys: Vec<(usize, usize, u32)>,
+    /// The camera frame has the input size (the resize is the identity).
+    identity: bool,
 }
 
 impl CpuPrepared {
@@ -106,13 +154,124 @@ fn requant_vec(bias: &[i32], rq: &[crate::quant::Requant], n: usize) -> RequantV
     v
 }
 
-fn prepare_op(plan: &Plan, op: &Op) -> Prep {
+/// The padded copy of a convolution's input: `hp x wp x c` with the image at `(top, left)`,
+/// every other pixel `value`; bytes flipped (`x ^ 0x80`, i.e. `x + 128` as u8) when `flip`.
+#[derive(Clone, Copy, Debug)]
+struct PadGeom {
+    h: usize,
+    w: usize,
+    c: usize,
+    hp: usize,
+    wp: usize,
+    top: usize,
+    left: usize,
+    value: i8,
+    flip: bool,
+}
+
+/// Bytes readable past a padded copy: dense tiles read up to 3 channels past a pixel's last
+/// quad, depthwise rows up to 15 past the last channel block.
+const PAD_SLACK: usize = 64;
+
+impl PadGeom {
+    fn new(plan: &Plan, input: &TensorDesc, g: &crate::ir::ConvGeom, zp: i32, flip: bool) -> PadGeom {
+        let od_hw = g.out_hw(input.h as usize, input.w as usize);
+        let _ = plan;
+        let value = if flip { (zp as i8 as u8 ^ 0x80) as i8 } else { zp as i8 };
+        PadGeom {
+            h: input.h as usize,
+            w: input.w as usize,
+            c: input.c as usize,
+            hp: (od_hw.0 - 1) * g.stride_h + g.kh,
+            wp: (od_hw.1 - 1) * g.stride_w + g.kw,
+            top: g.pad[0],
+            left: g.pad[1],
+            value,
+            flip,
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.hp * self.wp * self.c + PAD_SLACK
+    }
+
+    /// Tap offsets of a `kh x kw` kernel in the padded copy.
+    fn tapoff(&self, kh: usize, kw: usize) -> Vec<usize> {
+        (0..kh).flat_map(|ky| (0..kw).map(move |kx| (ky * self.wp + kx) * self.c)).collect()
+    }
+}
+
+/// Fills the padded copy of `x` (rows in parallel).
+fn pad_input(avx2: bool, pg: &PadGeom, x: &[i8], buf: &mut [i8], pool: &mut Pool<Scratch>) {
+    let row = pg.wp * pg.c;
+    let rpt = rows_per_task(pg.hp, pool.threads());
+    let (cx0, cx1) = (pg.left.min(pg.wp), (pg.left + pg.w).min(pg.wp));
+    pool.run(&mut buf[..pg.hp * row], rpt * row, &|_, task, chunk| {
+        sys::with_avx2(avx2, || {
+            for (r, dst) in chunk.chunks_mut(row).enumerate() {
+                let iy = (task * rpt + r) as isize - pg.top as isize;
+                if iy < 0 || iy >= pg.h as isize || cx0 >= cx1 {
+                    dst.fill(pg.value);
+                    continue;
+                }
+                dst[..cx0 * pg.c].fill(pg.value);
+                dst[cx1 * pg.c..].fill(pg.value);
+                let s = (iy as usize * pg.w + (cx0 - pg.left)) * pg.c;
+                let src = &x[s..s + (cx1 - cx0) * pg.c];
+                let d = &mut dst[cx0 * pg.c..cx1 * pg.c];
+                if pg.flip {
+                    for (d, &v) in d.iter_mut().zip(src) {
+                        *d = v ^ i8::MIN;
+                    }
+                } else {
+                    d.copy_from_slice(src);
+                }
+            }
+        })
+    });
+}
+
+fn prepare_op(plan: &Plan, op: &Op, isa: Isa) -> Prep {
     match op {
         Op::Conv(c) => {
             let v = plan.conv_view(c).expect("validated plan");
             let g = v.geom;
             let icg = g.in_c / g.groups;
             let ocg = g.out_c / g.groups;
+            if isa == Isa::Avx512 {
+                let xd = plan.tensor(c.input);
+                let taps = g.kh * g.kw;
+                if icg == 1 && ocg == 1 {
+                    let pad = PadGeom::new(plan, xd, g, v.input_zp, false);
+                    let tapoff = pad.tapoff(g.kh, g.kw);
+                    let bias: Vec<i32> = (0..g.out_c)
+                        .map(|o| {
+                            let s: i32 = v.weights[o * taps..(o + 1) * taps].iter().map(|&w| i32::from(w)).sum();
+                            v.bias[o].wrapping_sub(v.input_zp.wrapping_mul(s))
+                        })
+                        .collect();
+                    let dg = DwGeom { max_tapoff: *tapoff.iter().max().unwrap_or(&0), tapoff, c: g.out_c, cpad: g.out_c.next_multiple_of(16), w: avx512::pack_depthwise(v.weights, g.out_c, taps), s1k3: g.kh == 3 && g.kw == 3 && g.stride_w == 1 };
+                    return Prep::Dw512 { pad, g: dg, rq: Rq16::new(&bias, v.requant) };
+                }
+                let pad = PadGeom::new(plan, xd, g, v.input_zp, true);
+                let tapoff = pad.tapoff(g.kh, g.kw);
+                let k = taps * icg;
+                let mut packed = Vec::with_capacity(g.groups);
+                let mut rq = Vec::with_capacity(g.groups);
+                for grp in 0..g.groups {
+                    let w = &v.weights[grp * ocg * k..(grp + 1) * ocg * k];
+                    packed.push(avx512::pack_dense(w, ocg, taps, icg));
+                    let bias: Vec<i32> = (0..ocg)
+                        .map(|o| {
+                            let s: i32 = w[o * k..(o + 1) * k].iter().map(|&x| i32::from(x)).sum();
+                            v.bias[grp * ocg + o].wrapping_sub((v.input_zp + 128).wrapping_mul(s))
+                        })
+                        .collect();
+                    rq.push(Rq16::new(&bias, &v.requant[grp * ocg..(grp + 1) * ocg]));
+                }
+                let dg = DenseGeom { max_tapoff: *tapoff.iter().max().unwrap_or(&0), tapoff, q4: icg.div_ceil(4), blocks: ocg.div_ceil(16), ocg };
+                return Prep::Dense512 { pad, g: dg, packed, rq };
+            }
             if icg == 1 && ocg == 1 {
                 let taps_n = g.kh * g.kw;
                 let mut taps = vec![0i32; taps_n * g.out_c];
@@ -157,7 +316,7 @@ fn prepare_op(plan: &Plan, op: &Op) -> Prep {
         }
         Op::Add { a, b, params, output } => {
             let (za, zb, zo) = (plan.tensor(*a).zero_point, plan.tensor(*b).zero_point, plan.tensor(*output).zero_point);
-            let mut t = vec![0i8; 65536];
+            let mut t = vec![0i8; 65536 + 3];
             for x in 0..256usize {
                 for y in 0..256usize {
                     t[x * 256 + y] = cpu_ref::add_one(params, (x as i32 - 128) as i8, za, (y as i32 - 128) as i8, zb, zo);
@@ -208,7 +367,11 @@ fn rows_per_task(rows: usize, threads: usize) -> usize {
     if threads <= 1 { rows.max(1) } else { rows.div_ceil(4 * threads).max(1) }
 }
 
-fn run_op(avx2: bool, plan: &Plan, op: &Op, prep: &Prep, arena: &mut [i8], xbuf: &mut [i16], pool: &mut Pool<Scratch>) {
+#[allow(clippy::too_many_arguments)] // reason: the op, its preparation and every buffer it may use.
+fn run_op(isa: Isa, plan: &Plan, op: &Op, prep: &Prep, arena: &mut [i8], xbuf: &mut [i16], pbuf: &mut [i8], pool: &mut Pool<Scratch>) {
+    let avx2 = isa >= Isa::Avx2;
+    // The add's table lookups become 16-lane gathers with AVX-512.
+    let gather = isa == Isa::Avx512;
     let od = plan.tensor(op.output());
     let threads = pool.threads();
     let (rd, out) = split_out(arena, od.range());
@@ -216,6 +379,50 @@ fn run_op(avx2: bool, plan: &Plan, op: &Op, prep: &Prep, arena: &mut [i8], xbuf:
     let row = ow * oc;
     let rpt = rows_per_task(oh, threads);
     match (op, prep) {
+        (Op::Conv(c), Prep::Dense512 { pad, g: dg, packed, rq }) => {
+            let v = plan.conv_view(c).expect("validated plan");
+            let x = rd.get(plan.tensor(c.input));
+            pad_input(avx2, pad, x, pbuf, pool);
+            let xb: &[i8] = pbuf;
+            let g = v.geom;
+            let (icg, ocg) = (g.in_c / g.groups, g.out_c / g.groups);
+            let clamp = Clamp { zp: v.output_zp, lo: i32::from(v.act_min), hi: i32::from(v.act_max) };
+            let (cin, sh, sw, wp) = (pad.c, g.stride_h, g.stride_w, pad.wp);
+            // 1x1, stride 1, no padding: the padded copy is the image and pixels run on across
+            // rows, so tiles span rows.
+            let flat = g.kh == 1 && g.kw == 1 && sh == 1 && sw == 1 && wp == ow && pad.top == 0 && pad.left == 0;
+            pool.run(out, rpt * row, &|_, task, chunk| {
+                let rows = chunk.len() / row;
+                let (lines, len) = if flat { (1, rows * ow) } else { (rows, ow) };
+                for r in 0..lines {
+                    let oy = task * rpt + r;
+                    for x0 in (0..len).step_by(avx512::TILE) {
+                        let n = avx512::TILE.min(len - x0);
+                        let src = |p: usize| if flat { (task * rpt * ow + x0 + p) * cin } else { ((oy * sh) * wp + (x0 + p) * sw) * cin };
+                        for grp in 0..g.groups {
+                            let bases: [usize; avx512::TILE] = std::array::from_fn(|p| src(p.min(n - 1)) + grp * icg);
+                            let outs: [usize; avx512::TILE] = std::array::from_fn(|p| (r * len + x0 + p.min(n - 1)) * oc + grp * ocg);
+                            avx512::dense_tile(xb, &bases, n, dg, &packed[grp], &rq[grp], clamp, chunk, &outs);
+                        }
+                    }
+                }
+            });
+        }
+        (Op::Conv(c), Prep::Dw512 { pad, g: dg, rq }) => {
+            let v = plan.conv_view(c).expect("validated plan");
+            let x = rd.get(plan.tensor(c.input));
+            pad_input(avx2, pad, x, pbuf, pool);
+            let xb: &[i8] = pbuf;
+            let g = v.geom;
+            let clamp = Clamp { zp: v.output_zp, lo: i32::from(v.act_min), hi: i32::from(v.act_max) };
+            let (cin, sh, sw, wp) = (pad.c, g.stride_h, g.stride_w, pad.wp);
+            pool.run(out, rpt * row, &|_, task, chunk| {
+                for (r, o) in chunk.chunks_mut(row).enumerate() {
+                    let oy = task * rpt + r;
+                    avx512::depthwise_row(xb, oy * sh * wp * cin, sw * cin, ow, dg, rq, clamp, o);
+                }
+            });
+        }
         (Op::Conv(c), Prep::Gemm { taps, seg2, blocks, packed, rq }) => {
             let v = plan.conv_view(c).expect("validated plan");
             let xd = plan.tensor(c.input);
@@ -347,6 +554,13 @@ fn run_op(avx2: bool, plan: &Plan, op: &Op, prep: &Prep, arena: &mut [i8], xbuf:
                 })
             });
         }
+        (Op::Add { a, b, .. }, Prep::AddTable(t)) if gather => {
+            let (xa, xb) = (rd.get(plan.tensor(*a)), rd.get(plan.tensor(*b)));
+            pool.run(out, rpt * row, &|_, task, chunk| {
+                let base = task * rpt * row;
+                avx512::lookup2(&xa[base..], &xb[base..], t, chunk);
+            });
+        }
         (Op::Add { a, b, .. }, Prep::AddTable(t)) => {
             let (xa, xb) = (rd.get(plan.tensor(*a)), rd.get(plan.tensor(*b)));
             pool.run(out, rpt * row, &|_, task, chunk| {
@@ -428,6 +642,19 @@ fn preprocess(avx2: bool, p: &CpuPreparedPre<'_>, frame: &[u8], out: &mut [i8], 
     let (dw, sw) = (p.xs.len(), p.src_w);
     let row = dw * 3;
     let rpt = rows_per_task(p.ys.len(), pool.threads());
+    if p.identity {
+        // The camera frame already has the input size: the bilinear weights are all (1, 0),
+        // so the resize is the identity and only the tables remain.
+        pool.run(out, rpt * row, &|_, task, chunk| {
+            let src = &frame[task * rpt * row..task * rpt * row + chunk.len()];
+            for (o, px) in chunk.chunks_exact_mut(3).zip(src.chunks_exact(3)) {
+                o[0] = p.lut[0][usize::from(px[0])];
+                o[1] = p.lut[1][usize::from(px[1])];
+                o[2] = p.lut[2][usize::from(px[2])];
+            }
+        });
+        return;
+    }
     pool.run(out, rpt * row, &|_, task, chunk| {
         sys::with_avx2(avx2, || {
             for r in 0..chunk.len() / row {
@@ -446,7 +673,46 @@ fn preprocess(avx2: bool, p: &CpuPreparedPre<'_>, frame: &[u8], out: &mut [i8], 
     });
 }
 
+/// [`cpu_ref::decode_peaks`], faster: 64-byte blocks of the heatmap with no value at the
+/// threshold are skipped in one vectorised test, and only the top `max_candidates` are sorted.
+/// Candidates are ordered by a total order, so the result is the reference's.
+fn decode_peaks(plan: &Plan, arena: &[i8], scratch: &mut Vec<Candidate>, out: &mut Candidates) {
+    let heads = &plan.heads;
+    let hm = plan.tensor(heads.heatmap);
+    let (h, w, c) = (hm.h as usize, hm.w as usize, hm.c as usize);
+    let (ch0, nc, thr) = (heads.heatmap_channel as usize, heads.num_classes as usize, heads.threshold);
+    let map = &arena[hm.range()];
+    scratch.clear();
+    for (bi, blk) in map.chunks(64).enumerate() {
+        if !blk.iter().fold(false, |a, &v| a | (v >= thr)) {
+            continue;
+        }
+        for (j, &q) in blk.iter().enumerate() {
+            let e = bi * 64 + j;
+            let (pix, ch) = (e / c, e % c);
+            if q < thr || ch < ch0 || ch >= ch0 + nc {
+                continue;
+            }
+            let (y, x) = (pix / w, pix % w);
+            if cpu_ref::is_peak(map, h, w, c, ch, y, x, thr) {
+                scratch.push(cpu_ref::candidate_at(plan, arena, ch - ch0, y, x));
+            }
+        }
+    }
+    let k = heads.max_candidates as usize;
+    if scratch.len() > k {
+        scratch.select_nth_unstable_by(k, cpu_ref::candidate_order);
+        scratch.truncate(k);
+    }
+    scratch.sort_unstable_by(cpu_ref::candidate_order);
+    out.clear();
+    for cand in scratch.iter() {
+        out.push(*cand);
+    }
+}
+
 struct CpuPreparedPre<'a> {
+    identity: bool,
     xs: &'a [(usize, usize, u32)],
     ys: &'a [(usize, usize, u32)],
     src_w: usize,
@@ -466,7 +732,15 @@ impl Backend for Cpu {
 
     fn prepare(&mut self, plan: &Plan, max_batch: usize) -> Result<CpuPrepared, BackendError> {
         plan.validate()?;
-        let ops: Vec<Prep> = plan.ops.iter().map(|op| prepare_op(plan, op)).collect();
+        let ops: Vec<Prep> = plan.ops.iter().map(|op| prepare_op(plan, op, self.isa)).collect();
+        let pbuf = ops
+            .iter()
+            .map(|p| match p {
+                Prep::Dense512 { pad, .. } | Prep::Dw512 { pad, .. } => pad.bytes(),
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0);
         let offs = ops.iter().map(|p| if let Prep::Gemm { taps, .. } = p { 4 * taps } else { 0 }).max().unwrap_or(0);
         let xbuf = ops
             .iter()
@@ -491,8 +765,8 @@ impl Backend for Cpu {
         let pool = Pool::new(scratch).map_err(|e| BackendError::Unsupported { backend: "cpu", reason: format!("cannot start worker threads: {e}") })?;
         let input = plan.tensor(plan.input);
         let pre = &plan.preprocess;
-        let xs = (0..input.w as usize).map(|x| cpu_ref::bilinear_coord(x, pre.src_w as usize, input.w as usize)).collect();
-        let ys = (0..input.h as usize).map(|y| cpu_ref::bilinear_coord(y, pre.src_h as usize, input.h as usize)).collect();
+        let xs: Vec<_> = (0..input.w as usize).map(|x| cpu_ref::bilinear_coord(x, pre.src_w as usize, input.w as usize)).collect();
+        let ys: Vec<_> = (0..input.h as usize).map(|y| cpu_ref::bilinear_coord(y, pre.src_h as usize, input.h as usize)).collect();
         let hm = plan.tensor(plan.heads.heatmap);
         Ok(CpuPrepared {
             plan: plan.clone(),
@@ -500,8 +774,13 @@ impl Backend for Cpu {
             ops,
             arena: vec![0; plan.arena_bytes as usize],
             xbuf: vec![0; xbuf],
+            pbuf: vec![0; pbuf],
             pool,
             peaks: Vec::with_capacity(plan.heads.num_classes as usize * hm.h as usize * hm.w as usize),
+            identity: pre.src_w == input.w
+                && pre.src_h == input.h
+                && xs.iter().enumerate().all(|(i, &(i0, _, f))| i0 == i && f == 0)
+                && ys.iter().enumerate().all(|(i, &(i0, _, f))| i0 == i && f == 0),
             xs,
             ys,
         })
@@ -509,15 +788,15 @@ impl Backend for Cpu {
 
     fn run(&mut self, p: &mut CpuPrepared, frames: &[&[u8]], out: &mut [Candidates]) -> Result<(), BackendError> {
         check_run_args(self.name(), &p.plan, p.max_batch, frames, out)?;
-        let avx2 = self.avx2;
+        let avx2 = self.isa >= Isa::Avx2;
         for (frame, o) in frames.iter().zip(out.iter_mut()) {
             let input = p.plan.tensor(p.plan.input).range();
-            let pre = CpuPreparedPre { xs: &p.xs, ys: &p.ys, src_w: p.plan.preprocess.src_w as usize, lut: &p.plan.preprocess.lut };
+            let pre = CpuPreparedPre { identity: p.identity, xs: &p.xs, ys: &p.ys, src_w: p.plan.preprocess.src_w as usize, lut: &p.plan.preprocess.lut };
             preprocess(avx2, &pre, frame, &mut p.arena[input], &mut p.pool);
             for (op, prep) in p.plan.ops.iter().zip(&p.ops) {
-                run_op(avx2, &p.plan, op, prep, &mut p.arena, &mut p.xbuf, &mut p.pool);
+                run_op(self.isa, &p.plan, op, prep, &mut p.arena, &mut p.xbuf, &mut p.pbuf, &mut p.pool);
             }
-            cpu_ref::decode_peaks(&p.plan, &p.arena, &mut p.peaks, o);
+            decode_peaks(&p.plan, &p.arena, &mut p.peaks, o);
         }
         Ok(())
     }

@@ -8,11 +8,14 @@
 //! with a per-output-channel scale; bias i32; requantisation per output channel by a
 //! fixed-point multiplier and shift.
 //!
-//! `unsafe` code lives only in the private `sys` module (AVX2 intrinsics, the worker pool);
-//! the rest of the crate is `#![deny(unsafe_code)]`.
+//! `unsafe` code lives only in `sys` (AVX2 intrinsics, the worker pool), `avx512` (AVX-512
+//! intrinsics behind safe, bounds-checked functions) and the optional `cuda` module; the rest
+//! of the crate is `#![deny(unsafe_code)]`.
 
 #![deny(unsafe_code)]
 
+#[allow(unsafe_code)] // AVX-512 intrinsics behind safe, bounds-checked entry points; each block carries a SAFETY comment.
+pub mod avx512;
 pub mod backend;
 pub mod cpu;
 pub mod compile;

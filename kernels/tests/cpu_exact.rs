@@ -1,9 +1,10 @@
 //! The fast `cpu` backend equals `cpu-ref` byte for byte: every tensor of the arena and every
-//! candidate, on random whole plans and on single convolutions over random geometry, with
-//! AVX2 and with the portable path, on 1 and 3 threads.
+//! candidate, on random whole plans, on single convolutions over random geometry and on the
+//! committed model plans over the committed held-out frames; with every instruction set the
+//! machine has (AVX-512 VNNI, AVX2, portable), on 1, 2 and 3 threads.
 
 use kernels::backend::Backend;
-use kernels::cpu::Cpu;
+use kernels::cpu::{Cpu, Isa};
 use kernels::cpu_ref::CpuRef;
 use kernels::ir::{ConvGeom, QConv};
 use kernels::plan::{Candidates, ChannelRef, Encoding, HeadSpec, Plan, PlanBuilder, PlanMeta, Preprocess, Tier};
@@ -18,12 +19,12 @@ fn assert_same(plan: &Plan, frames: &[Vec<u8>]) -> Result<(), TestCaseError> {
     let mut rp = reference.prepare(plan, frames.len()).unwrap();
     let mut want = vec![Candidates::with_capacity(k); frames.len()];
     reference.run(&mut rp, &refs, &mut want).unwrap();
-    for mut be in [Cpu::new(1), Cpu::new(3), Cpu::portable(2)] {
+    for mut be in [Cpu::new(1), Cpu::new(3), Cpu::with_isa(2, Isa::Avx2), Cpu::portable(2)] {
         let mut p = be.prepare(plan, frames.len()).unwrap();
         let mut got = vec![Candidates::with_capacity(k); frames.len()];
         be.run(&mut p, &refs, &mut got).unwrap();
         for t in &plan.tensors {
-            prop_assert!(p.arena()[t.range()] == rp.arena()[t.range()], "tensor {} differs (avx2 {}, {} threads)", t.name, be.uses_avx2(), p.threads());
+            prop_assert!(p.arena()[t.range()] == rp.arena()[t.range()], "tensor {} differs ({:?}, {} threads)", t.name, be.isa(), p.threads());
         }
         prop_assert_eq!(&got, &want);
     }
@@ -106,4 +107,49 @@ fn centernet_lite_matches_the_reference_on_real_sized_tensors() {
     let plan = centernet_lite(96, 160, 5).unwrap();
     let frames = [random_frame(&plan, 1)];
     assert_same(&plan, &frames).unwrap();
+}
+
+/// The committed `full`, `lite` and `floor` plans on the committed held-out rig frames: every
+/// arena tensor and every candidate of every instruction-set path equals `cpu-ref`.
+#[test]
+fn committed_plans_match_the_reference_on_held_out_frames() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let heldout = root.join("models/heldout");
+    let data = kernels::eval::load_dataset(&heldout, None).unwrap();
+    let best = Isa::detect();
+    let mut isas = vec![Isa::Portable];
+    for isa in [Isa::Avx2, Isa::Avx512] {
+        if isa <= best {
+            isas.push(isa);
+        } else {
+            eprintln!("skipped for {isa:?}: this CPU does not have it (best is {best:?}); that path is checked only on a machine that has it");
+        }
+    }
+    // cpu-ref is the slow scalar oracle: a few frames per plan keep the test short.
+    for (name, frames) in [("full", 2), ("lite", 4), ("floor", 4)] {
+        let plan = kernels::vplan::load(&root.join(format!("models/{name}.vplan"))).unwrap();
+        let (sw, sh) = (plan.preprocess.src_w, plan.preprocess.src_h);
+        let picked: Vec<&[u8]> = data.iter().filter(|d| d.size == (sw, sh)).take(frames).map(|d| d.rgb.as_slice()).collect();
+        assert!(!picked.is_empty(), "{name}: no held-out frame of {sw}x{sh}");
+        let k = plan.heads.max_candidates as usize;
+        let mut reference = CpuRef;
+        for frame in &picked {
+            let mut rp = reference.prepare(&plan, 1).unwrap();
+            let mut want = [Candidates::with_capacity(k)];
+            reference.run(&mut rp, &[frame], &mut want).unwrap();
+            assert!(!want[0].as_slice().is_empty(), "{name}: the reference found no candidate, the comparison would be weak");
+            for &isa in &isas {
+                for threads in [1, 2] {
+                    let mut be = Cpu::with_isa(threads, isa);
+                    let mut p = be.prepare(&plan, 1).unwrap();
+                    let mut got = [Candidates::with_capacity(k)];
+                    be.run(&mut p, &[frame], &mut got).unwrap();
+                    for t in &plan.tensors {
+                        assert!(p.arena()[t.range()] == rp.arena()[t.range()], "{name}: tensor {} differs ({isa:?}, {threads} threads)", t.name);
+                    }
+                    assert_eq!(got, want, "{name}: candidates differ ({isa:?}, {threads} threads)");
+                }
+            }
+        }
+    }
 }
