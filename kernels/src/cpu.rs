@@ -2,23 +2,25 @@
 //! fallback, multi-threaded over output rows on a fixed pool started at prepare, and
 //! byte-identical to [`crate::cpu_ref`] on every op.
 //!
-//! * With AVX-512 (F, BW, VL, VNNI): convolutions read a padded copy of their input (made per
-//!   op, in parallel), so no tap needs a bounds check. Dense and grouped convolutions run an
-//!   8-pixel x 16..48-channel `vpdpbusd` tile with the requantisation fused behind it; depthwise
-//!   convolutions run per output row on `vpdpwssd`, 16 channels at a time. See [`crate::avx512`]
-//!   for why both are exact.
-//!
-//! Without AVX-512:
-//! * Convolutions (dense and grouped): the input converted once to `x - zp` as i16, then per
-//!   tile of 4 output pixels an *indirect* 4 x 16 `vpmaddwd` micro-kernel (each tap of each
-//!   pixel read in place, padding from a zero segment; no im2col copy) over weights packed at
-//!   prepare, then vector requantisation. i16 products are exact (`|x - zp| <= 255`, `|w| <= 128`), and i32
-//!   wrapping sums are order-independent, so the result equals the reference bit for bit.
-//! * Depthwise convolutions: channel-vectorised multiply-accumulate.
+//! * Convolutions read a padded copy of their input (made per op), so no tap needs a bounds
+//!   check, and the requantisation is fused behind the accumulation.
+//!   - AVX-512 (F, BW, VL, VNNI): dense and grouped convolutions run an 8-pixel x
+//!     16..48-channel `vpdpbusd` tile; depthwise convolutions run per output row on
+//!     `vpdpwssd`, 16 channels at a time. See [`crate::avx512`] for why both are exact.
+//!   - AVX2: the padded copy holds `x - zp` as i16 and dense convolutions run a 4-pixel x
+//!     16-channel `vpmaddwd` tile; depthwise rows use `vpmaddwd` on `[x, 0] x [w, 0]` pairs,
+//!     8 channels at a time (module `sys`). i16 products and pair sums are exact, and i32
+//!     wrapping sums are order-independent, so the result equals the reference bit for bit.
+//!   - Portable: the input converted once to `x - zp` as i16, then per tile of 4 output
+//!     pixels an *indirect* 4 x 16 micro-kernel (each tap of each pixel read in place, padding
+//!     from a zero segment; no im2col copy), then requantisation; depthwise convolutions as
+//!     channel loops.
 //! * Add and Concat: the requantisation of int8 inputs has at most 256 x 256 (Add) or 256
 //!   (Concat) distinct inputs, so prepare tabulates the reference function and run looks up.
+//!   Add looks up with 16-lane (AVX-512) or 8-lane (AVX2) gathers.
 //! * MaxPool, ResizeNearest, Lut, preprocessing: row-parallel loops compiled with AVX2.
-//! * Peak decode: the reference function (allocation-free with the prepared scratch).
+//! * Peak decode: skips 64-byte blocks below the threshold, then selects the top K under the
+//!   reference's total order (allocation-free with the prepared scratch).
 //!
 //! `run` does not allocate: every buffer is sized at prepare (a counting-allocator test checks).
 
@@ -28,17 +30,17 @@ use crate::avx512::{self, Clamp, DenseGeom, DwGeom, Rq16};
 use crate::backend::{Backend, BackendError, check_run_args};
 use crate::cpu_ref;
 use crate::plan::{Candidate, Candidates, Op, Plan, TensorDesc};
-use crate::sys::{self, Pool, RequantVec};
+use crate::sys::{self, Dense8Geom, Pool, RequantVec};
 
 /// Instruction-set level of the fast CPU backend's kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Isa {
     /// Plain Rust, no SIMD intrinsics.
     Portable,
-    /// AVX2: `vpmaddwd` convolutions and vector requantisation.
+    /// AVX2: `vpmaddwd` convolutions with fused requantisation, gathered Add lookups.
     Avx2,
-    /// AVX-512 F/BW/VL/VNNI: `vpdpbusd` / `vpdpwssd` convolutions with fused requantisation
-    /// (element-wise ops keep their AVX2 code).
+    /// AVX-512 F/BW/VL/VNNI: `vpdpbusd` / `vpdpwssd` convolutions with fused requantisation,
+    /// 16-lane gathered Add lookups (other element-wise ops keep their AVX2 code).
     Avx512,
 }
 
@@ -107,7 +109,8 @@ enum Prep {
     Gemm { taps: usize, seg2: usize, blocks: usize, packed: Vec<Vec<i16>>, rq: Vec<RequantVec> },
     Depthwise { taps: Vec<i32>, rq: RequantVec },
     Dense512 { pad: PadGeom, g: DenseGeom, packed: Vec<Vec<i8>>, rq: Vec<Rq16> },
-    Dw512 { pad: PadGeom, g: DwGeom, rq: Rq16 },
+    DwPadded { pad: PadGeom, g: DwGeom, rq: Rq16 },
+    Dense2 { pad: PadGeom, g: Dense8Geom, packed: Vec<Vec<i16>>, rq: Vec<Rq16> },
     AddTable(Vec<i8>),
     ConcatTables(Vec<[i8; 256]>),
     Plain,
@@ -231,6 +234,28 @@ fn pad_input(avx2: bool, pg: &PadGeom, x: &[i8], buf: &mut [i8], pool: &mut Pool
     });
 }
 
+/// Fills the padded i16 copy of `x`: `x - zp`, padding 0 (one thread: the copy is small next
+/// to the convolution it feeds).
+fn pad_input16(avx2: bool, pg: &PadGeom, x: &[i8], zp: i16, buf: &mut [i16]) {
+    let row = pg.wp * pg.c;
+    let (cx0, cx1) = (pg.left.min(pg.wp), (pg.left + pg.w).min(pg.wp));
+    sys::with_avx2(avx2, || {
+        for (r, dst) in buf[..pg.hp * row].chunks_mut(row).enumerate() {
+            let iy = r as isize - pg.top as isize;
+            if iy < 0 || iy >= pg.h as isize || cx0 >= cx1 {
+                dst.fill(0);
+                continue;
+            }
+            dst[..cx0 * pg.c].fill(0);
+            dst[cx1 * pg.c..].fill(0);
+            let s = (iy as usize * pg.w + (cx0 - pg.left)) * pg.c;
+            for (d, &v) in dst[cx0 * pg.c..cx1 * pg.c].iter_mut().zip(&x[s..s + (cx1 - cx0) * pg.c]) {
+                *d = i16::from(v) - zp;
+            }
+        }
+    });
+}
+
 fn prepare_op(plan: &Plan, op: &Op, isa: Isa) -> Prep {
     match op {
         Op::Conv(c) => {
@@ -238,21 +263,22 @@ fn prepare_op(plan: &Plan, op: &Op, isa: Isa) -> Prep {
             let g = v.geom;
             let icg = g.in_c / g.groups;
             let ocg = g.out_c / g.groups;
+            let xd = plan.tensor(c.input);
+            let taps = g.kh * g.kw;
+            if isa >= Isa::Avx2 && icg == 1 && ocg == 1 {
+                // Depthwise: the padded row kernels of `avx512` (AVX-512) or `sys` (AVX2).
+                let pad = PadGeom::new(plan, xd, g, v.input_zp, false);
+                let tapoff = pad.tapoff(g.kh, g.kw);
+                let bias: Vec<i32> = (0..g.out_c)
+                    .map(|o| {
+                        let s: i32 = v.weights[o * taps..(o + 1) * taps].iter().map(|&w| i32::from(w)).sum();
+                        v.bias[o].wrapping_sub(v.input_zp.wrapping_mul(s))
+                    })
+                    .collect();
+                let dg = DwGeom { max_tapoff: *tapoff.iter().max().unwrap_or(&0), tapoff, c: g.out_c, cpad: g.out_c.next_multiple_of(16), w: avx512::pack_depthwise(v.weights, g.out_c, taps), s1k3: g.kh == 3 && g.kw == 3 && g.stride_w == 1 };
+                return Prep::DwPadded { pad, g: dg, rq: Rq16::new(&bias, v.requant) };
+            }
             if isa == Isa::Avx512 {
-                let xd = plan.tensor(c.input);
-                let taps = g.kh * g.kw;
-                if icg == 1 && ocg == 1 {
-                    let pad = PadGeom::new(plan, xd, g, v.input_zp, false);
-                    let tapoff = pad.tapoff(g.kh, g.kw);
-                    let bias: Vec<i32> = (0..g.out_c)
-                        .map(|o| {
-                            let s: i32 = v.weights[o * taps..(o + 1) * taps].iter().map(|&w| i32::from(w)).sum();
-                            v.bias[o].wrapping_sub(v.input_zp.wrapping_mul(s))
-                        })
-                        .collect();
-                    let dg = DwGeom { max_tapoff: *tapoff.iter().max().unwrap_or(&0), tapoff, c: g.out_c, cpad: g.out_c.next_multiple_of(16), w: avx512::pack_depthwise(v.weights, g.out_c, taps), s1k3: g.kh == 3 && g.kw == 3 && g.stride_w == 1 };
-                    return Prep::Dw512 { pad, g: dg, rq: Rq16::new(&bias, v.requant) };
-                }
                 let pad = PadGeom::new(plan, xd, g, v.input_zp, true);
                 let tapoff = pad.tapoff(g.kh, g.kw);
                 let k = taps * icg;
@@ -271,6 +297,17 @@ fn prepare_op(plan: &Plan, op: &Op, isa: Isa) -> Prep {
                 }
                 let dg = DenseGeom { max_tapoff: *tapoff.iter().max().unwrap_or(&0), tapoff, q4: icg.div_ceil(4), blocks: ocg.div_ceil(16), ocg };
                 return Prep::Dense512 { pad, g: dg, packed, rq };
+            }
+            if isa == Isa::Avx2 {
+                // The padded copy holds `x - zp` as i16 (padding 0), so the bias needs no
+                // zero-point term.
+                let pad = PadGeom::new(plan, xd, g, v.input_zp, false);
+                let tapoff = pad.tapoff(g.kh, g.kw);
+                let k = taps * icg;
+                let packed = (0..g.groups).map(|grp| sys::pack_dense8(&v.weights[grp * ocg * k..(grp + 1) * ocg * k], ocg, taps, icg)).collect();
+                let rq = (0..g.groups).map(|grp| Rq16::new(&v.bias[grp * ocg..(grp + 1) * ocg], &v.requant[grp * ocg..(grp + 1) * ocg])).collect();
+                let dg = Dense8Geom { max_tapoff: *tapoff.iter().max().unwrap_or(&0), tapoff, q2: icg.div_ceil(2), blocks: ocg.div_ceil(8), ocg };
+                return Prep::Dense2 { pad, g: dg, packed, rq };
             }
             if icg == 1 && ocg == 1 {
                 let taps_n = g.kh * g.kw;
@@ -367,6 +404,54 @@ fn rows_per_task(rows: usize, threads: usize) -> usize {
     if threads <= 1 { rows.max(1) } else { rows.div_ceil(4 * threads).max(1) }
 }
 
+/// How a dense convolution's output pixels map to tiles of its padded input.
+struct TileWalk {
+    /// 1x1, stride 1, no padding: the padded copy is the image and pixels run on across rows,
+    /// so tiles span rows.
+    flat: bool,
+    cin: usize,
+    sh: usize,
+    sw: usize,
+    wp: usize,
+    ow: usize,
+    oc: usize,
+    groups: usize,
+    icg: usize,
+    ocg: usize,
+}
+
+impl TileWalk {
+    fn new(pad: &PadGeom, g: &crate::ir::ConvGeom, ow: usize, oc: usize) -> TileWalk {
+        let flat = g.kh == 1 && g.kw == 1 && g.stride_h == 1 && g.stride_w == 1 && pad.wp == ow && pad.top == 0 && pad.left == 0;
+        TileWalk { flat, cin: pad.c, sh: g.stride_h, sw: g.stride_w, wp: pad.wp, ow, oc, groups: g.groups, icg: g.in_c / g.groups, ocg: g.out_c / g.groups }
+    }
+}
+
+/// Runs `tile(bases, n, group, outs, chunk)` over every tile of `T` output pixels and every
+/// group, rows split across the pool: `bases[p]` is pixel `p`'s offset in the padded input
+/// (plus the group's first channel), `outs[p]` its output offset in `chunk`; pixels past `n`
+/// repeat the last one.
+type TileFn<'a, const T: usize> = dyn Fn(&[usize; T], usize, usize, &[usize; T], &mut [i8]) + Sync + 'a;
+
+fn dense_tiles<const T: usize>(pool: &mut Pool<Scratch>, out: &mut [i8], rpt: usize, row: usize, w: &TileWalk, tile: &TileFn<'_, T>) {
+    pool.run(out, rpt * row, &|_, task, chunk| {
+        let rows = chunk.len() / row;
+        let (lines, len) = if w.flat { (1, rows * w.ow) } else { (rows, w.ow) };
+        for r in 0..lines {
+            let oy = task * rpt + r;
+            for x0 in (0..len).step_by(T) {
+                let n = T.min(len - x0);
+                let src = |p: usize| if w.flat { (task * rpt * w.ow + x0 + p) * w.cin } else { (oy * w.sh * w.wp + (x0 + p) * w.sw) * w.cin };
+                for grp in 0..w.groups {
+                    let bases: [usize; T] = std::array::from_fn(|p| src(p.min(n - 1)) + grp * w.icg);
+                    let outs: [usize; T] = std::array::from_fn(|p| (r * len + x0 + p.min(n - 1)) * w.oc + grp * w.ocg);
+                    tile(&bases, n, grp, &outs, chunk);
+                }
+            }
+        }
+    });
+}
+
 #[allow(clippy::too_many_arguments)] // reason: the op, its preparation and every buffer it may use.
 fn run_op(isa: Isa, plan: &Plan, op: &Op, prep: &Prep, arena: &mut [i8], xbuf: &mut [i16], pbuf: &mut [i8], pool: &mut Pool<Scratch>) {
     let avx2 = isa >= Isa::Avx2;
@@ -385,30 +470,21 @@ fn run_op(isa: Isa, plan: &Plan, op: &Op, prep: &Prep, arena: &mut [i8], xbuf: &
             pad_input(avx2, pad, x, pbuf, pool);
             let xb: &[i8] = pbuf;
             let g = v.geom;
-            let (icg, ocg) = (g.in_c / g.groups, g.out_c / g.groups);
             let clamp = Clamp { zp: v.output_zp, lo: i32::from(v.act_min), hi: i32::from(v.act_max) };
-            let (cin, sh, sw, wp) = (pad.c, g.stride_h, g.stride_w, pad.wp);
-            // 1x1, stride 1, no padding: the padded copy is the image and pixels run on across
-            // rows, so tiles span rows.
-            let flat = g.kh == 1 && g.kw == 1 && sh == 1 && sw == 1 && wp == ow && pad.top == 0 && pad.left == 0;
-            pool.run(out, rpt * row, &|_, task, chunk| {
-                let rows = chunk.len() / row;
-                let (lines, len) = if flat { (1, rows * ow) } else { (rows, ow) };
-                for r in 0..lines {
-                    let oy = task * rpt + r;
-                    for x0 in (0..len).step_by(avx512::TILE) {
-                        let n = avx512::TILE.min(len - x0);
-                        let src = |p: usize| if flat { (task * rpt * ow + x0 + p) * cin } else { ((oy * sh) * wp + (x0 + p) * sw) * cin };
-                        for grp in 0..g.groups {
-                            let bases: [usize; avx512::TILE] = std::array::from_fn(|p| src(p.min(n - 1)) + grp * icg);
-                            let outs: [usize; avx512::TILE] = std::array::from_fn(|p| (r * len + x0 + p.min(n - 1)) * oc + grp * ocg);
-                            avx512::dense_tile(xb, &bases, n, dg, &packed[grp], &rq[grp], clamp, chunk, &outs);
-                        }
-                    }
-                }
-            });
+            let walk = TileWalk::new(pad, g, ow, oc);
+            dense_tiles::<{ avx512::TILE }>(pool, out, rpt, row, &walk, &|bases, n, grp, outs, chunk| avx512::dense_tile(xb, bases, n, dg, &packed[grp], &rq[grp], clamp, chunk, outs));
         }
-        (Op::Conv(c), Prep::Dw512 { pad, g: dg, rq }) => {
+        (Op::Conv(c), Prep::Dense2 { pad, g: dg, packed, rq }) => {
+            let v = plan.conv_view(c).expect("validated plan");
+            let x = rd.get(plan.tensor(c.input));
+            pad_input16(avx2, pad, x, v.input_zp as i16, xbuf);
+            let xb: &[i16] = xbuf;
+            let g = v.geom;
+            let clamp = Clamp { zp: v.output_zp, lo: i32::from(v.act_min), hi: i32::from(v.act_max) };
+            let walk = TileWalk::new(pad, g, ow, oc);
+            dense_tiles::<{ sys::TILE2 }>(pool, out, rpt, row, &walk, &|bases, n, grp, outs, chunk| sys::dense_tile_avx2(xb, bases, n, dg, &packed[grp], &rq[grp], clamp, chunk, outs));
+        }
+        (Op::Conv(c), Prep::DwPadded { pad, g: dg, rq }) => {
             let v = plan.conv_view(c).expect("validated plan");
             let x = rd.get(plan.tensor(c.input));
             pad_input(avx2, pad, x, pbuf, pool);
@@ -419,7 +495,11 @@ fn run_op(isa: Isa, plan: &Plan, op: &Op, prep: &Prep, arena: &mut [i8], xbuf: &
             pool.run(out, rpt * row, &|_, task, chunk| {
                 for (r, o) in chunk.chunks_mut(row).enumerate() {
                     let oy = task * rpt + r;
-                    avx512::depthwise_row(xb, oy * sh * wp * cin, sw * cin, ow, dg, rq, clamp, o);
+                    if isa == Isa::Avx512 {
+                        avx512::depthwise_row(xb, oy * sh * wp * cin, sw * cin, ow, dg, rq, clamp, o);
+                    } else {
+                        sys::depthwise_row_avx2(xb, oy * sh * wp * cin, sw * cin, ow, dg, rq, clamp, o);
+                    }
                 }
             });
         }
@@ -465,7 +545,7 @@ fn run_op(isa: Isa, plan: &Plan, op: &Op, prep: &Prep, arena: &mut [i8], xbuf: &
                                     }
                                 }
                             }
-                            sys::gemm_indirect(avx2, xb, &offs[..4 * taps], taps, seg2, &packed[grp], blocks, acc);
+                            sys::gemm_indirect(xb, &offs[..4 * taps], taps, seg2, &packed[grp], blocks, acc);
                             let n = blocks * 8;
                             if g.groups == 1 && ocg == n && ox0 + 4 <= ow {
                                 let o = r * row + ox0 * oc;
@@ -565,6 +645,10 @@ fn run_op(isa: Isa, plan: &Plan, op: &Op, prep: &Prep, arena: &mut [i8], xbuf: &
             let (xa, xb) = (rd.get(plan.tensor(*a)), rd.get(plan.tensor(*b)));
             pool.run(out, rpt * row, &|_, task, chunk| {
                 let base = task * rpt * row;
+                if avx2 {
+                    sys::lookup2_avx2(&xa[base..], &xb[base..], t, chunk);
+                    return;
+                }
                 for (j, o) in chunk.iter_mut().enumerate() {
                     let (va, vb) = (xa[base + j], xb[base + j]);
                     *o = t[((i32::from(va) + 128) as usize) << 8 | (i32::from(vb) + 128) as usize];
@@ -736,7 +820,7 @@ impl Backend for Cpu {
         let pbuf = ops
             .iter()
             .map(|p| match p {
-                Prep::Dense512 { pad, .. } | Prep::Dw512 { pad, .. } => pad.bytes(),
+                Prep::Dense512 { pad, .. } | Prep::DwPadded { pad, .. } => pad.bytes(),
                 _ => 0,
             })
             .max()
@@ -747,6 +831,7 @@ impl Backend for Cpu {
             .zip(&plan.ops)
             .map(|(p, op)| match (p, op) {
                 (Prep::Gemm { seg2, .. }, Op::Conv(c)) => plan.tensor(c.input).len() + seg2 + 2,
+                (Prep::Dense2 { pad, .. }, _) => pad.bytes(),
                 _ => 0,
             })
             .max()

@@ -33,7 +33,7 @@ pub mod quant;
 pub mod quantize;
 pub mod synth;
 pub mod select;
-#[allow(unsafe_code)] // The one module with unsafe code: SIMD intrinsics and the thread pool.
+#[allow(unsafe_code)] // AVX2 intrinsics and the thread pool behind safe entry points; each block carries a SAFETY comment.
 mod sys;
 pub mod vplan;
 #[cfg(feature = "wgpu")]

@@ -11,7 +11,7 @@
 //!
 //! * Every tensor is `h x w x c` int8 (one frame; a batch repeats the layout per frame) and
 //!   lives at a byte `offset` in a per-frame activation arena of [`Plan::arena_bytes`] bytes.
-//!   Offsets are chosen by the compiler (or [`PlanBuilder::assign_arena`]); [`Plan::validate`]
+//!   Offsets are chosen by the compiler (or [`assign_arena`]); [`Plan::validate`]
 //!   checks that no op overwrites a tensor that is still to be read.
 //! * Constant data (conv weights, biases, requantisation multipliers, LUT tables) lives in one
 //!   8-byte-aligned [`Blob`], referenced by [`BlobRange`]s. A loaded `.vplan` views its weights

@@ -1,4 +1,5 @@
-//! The only module of `kernels` with `unsafe` code: AVX2 intrinsics and the fixed thread pool.
+//! AVX2 intrinsics and the fixed thread pool (with [`crate::avx512`] and the CUDA backend, the
+//! only `unsafe` code of `kernels`).
 //!
 //! Everything exported here is a *safe* function or type whose preconditions are checked on
 //! entry (slice lengths, CPU features), so the rest of the crate stays `#![deny(unsafe_code)]`.
@@ -6,8 +7,14 @@
 //! * [`Pool`]: `n - 1` worker threads started once; [`Pool::run`] splits an output slice into
 //!   disjoint chunks and hands each to one call of a borrowed closure, on the workers and the
 //!   calling thread. No allocation, no lock per run (atomics, spin then park).
-//! * [`gemm_indirect`], [`requant`]: the int8 GEMM micro-kernel and the vector requantisation, with
-//!   an AVX2 path chosen at run time and a portable path with identical results.
+//! * [`gemm_indirect`], [`requant`]: the portable int8 GEMM micro-kernel (the `Portable`
+//!   level of the fast backend) and the requantisation of an accumulator row, with an AVX2
+//!   path whose register core (`apply8`) the AVX2 kernels share.
+//! * [`depthwise_row_avx2`]: the AVX2 twin of [`crate::avx512::depthwise_row`] (a depthwise
+//!   row over a zero-point-padded input with fused requantisation, `vpmaddwd`).
+//! * [`dense_tile_avx2`]: a dense convolution tile (4 pixels x 16 channels) over a padded i16
+//!   input with fused requantisation, `vpmaddwd`.
+//! * [`lookup2_avx2`]: the element-wise add's table lookup with 8-lane gathers.
 //! * [`with_avx2`]: runs portable code compiled with AVX2 enabled, so the compiler vectorises it
 //!   with 256-bit registers.
 
@@ -230,18 +237,10 @@ impl<S: Send + 'static> Drop for Pool<S> {
 /// `w` holds, per block of 8 channels, `taps * seg2 / 2` groups of 8 channel pairs:
 /// `w[(b * k2 / 2 + kp) * 16 + 2 * c + e]` is the weight of channel `8b + c` at
 /// `k = 2kp + e`, with `k2 = taps * seg2`.
-pub fn gemm_indirect(avx2: bool, x: &[i16], offs: &[usize], taps: usize, seg2: usize, w: &[i16], blocks: usize, acc: &mut [i32]) {
+pub fn gemm_indirect(x: &[i16], offs: &[usize], taps: usize, seg2: usize, w: &[i16], blocks: usize, acc: &mut [i32]) {
     let k2 = taps * seg2;
     assert!(seg2.is_multiple_of(2) && offs.len() >= 4 * taps && w.len() >= blocks * k2 * 8 && acc.len() >= 4 * blocks * 8, "gemm_indirect: bad slice lengths");
     assert!(offs[..4 * taps].iter().all(|&o| o.checked_add(seg2).is_some_and(|e| e <= x.len())), "gemm_indirect: segment outside x");
-    #[cfg(target_arch = "x86_64")]
-    if avx2 && has_avx2() {
-        // SAFETY: AVX2 is present; every segment `offs[i]..offs[i] + seg2` lies in `x` and
-        // the weight and accumulator lengths were checked above; the kernel stays inside them.
-        unsafe { gemm_indirect_avx2(x, offs, taps, seg2, w, blocks, acc) };
-        return;
-    }
-    let _ = avx2;
     let n = blocks * 8;
     for p in 0..4 {
         for j in 0..n {
@@ -255,79 +254,6 @@ pub fn gemm_indirect(avx2: bool, x: &[i16], offs: &[usize], taps: usize, seg2: u
                 }
             }
             acc[p * n + j] = s;
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn gemm_indirect_avx2(x: &[i16], offs: &[usize], taps: usize, seg2: usize, w: &[i16], blocks: usize, acc: &mut [i32]) {
-    use std::arch::x86_64::*;
-    let k2 = taps * seg2;
-    let kh = k2 / 2;
-    let sh = seg2 / 2;
-    let n = blocks * 8;
-    let xp = x.as_ptr();
-    let wp = w.as_ptr();
-    let ap = acc.as_mut_ptr();
-    let bc = |base: *const i16, k: usize| {
-        // SAFETY: `base` is a checked segment start and k < seg2 / 2, so the 4 bytes at 2k
-        // are inside the segment.
-        unsafe { _mm256_set1_epi32(std::ptr::read_unaligned(base.add(2 * k) as *const i32)) }
-    };
-    let mut b = 0;
-    while b + 2 <= blocks {
-        let (mut a0, mut a1, mut a2, mut a3) = (_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256());
-        let (mut b0, mut b1, mut b2, mut b3) = (_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256());
-        for t in 0..taps {
-            // SAFETY: offsets were checked against `x` by the caller.
-            let (p0, p1, p2, p3) = unsafe { (xp.add(offs[4 * t]), xp.add(offs[4 * t + 1]), xp.add(offs[4 * t + 2]), xp.add(offs[4 * t + 3])) };
-            for k in 0..sh {
-                let kk = t * sh + k;
-                // SAFETY: blocks b and b+1 exist and kk < k2 / 2, inside the checked `w`.
-                let (wa, wb) = unsafe { (_mm256_loadu_si256(wp.add((b * kh + kk) * 16) as *const __m256i), _mm256_loadu_si256(wp.add(((b + 1) * kh + kk) * 16) as *const __m256i)) };
-                let v = bc(p0, k);
-                a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(v, wa));
-                b0 = _mm256_add_epi32(b0, _mm256_madd_epi16(v, wb));
-                let v = bc(p1, k);
-                a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(v, wa));
-                b1 = _mm256_add_epi32(b1, _mm256_madd_epi16(v, wb));
-                let v = bc(p2, k);
-                a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(v, wa));
-                b2 = _mm256_add_epi32(b2, _mm256_madd_epi16(v, wb));
-                let v = bc(p3, k);
-                a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(v, wa));
-                b3 = _mm256_add_epi32(b3, _mm256_madd_epi16(v, wb));
-            }
-        }
-        // SAFETY: p * n + b * 8 + 16 <= 4 * n <= acc.len().
-        unsafe {
-            for (p, (ra, rb)) in [(a0, b0), (a1, b1), (a2, b2), (a3, b3)].into_iter().enumerate() {
-                _mm256_storeu_si256(ap.add(p * n + b * 8) as *mut __m256i, ra);
-                _mm256_storeu_si256(ap.add(p * n + b * 8 + 8) as *mut __m256i, rb);
-            }
-        }
-        b += 2;
-    }
-    if b < blocks {
-        let (mut a0, mut a1, mut a2, mut a3) = (_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256());
-        for t in 0..taps {
-            // SAFETY: offsets were checked against `x` by the caller.
-            let (p0, p1, p2, p3) = unsafe { (xp.add(offs[4 * t]), xp.add(offs[4 * t + 1]), xp.add(offs[4 * t + 2]), xp.add(offs[4 * t + 3])) };
-            for k in 0..sh {
-                // SAFETY: block b exists; index inside the checked `w`.
-                let wa = unsafe { _mm256_loadu_si256(wp.add((b * kh + t * sh + k) * 16) as *const __m256i) };
-                a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(bc(p0, k), wa));
-                a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(bc(p1, k), wa));
-                a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(bc(p2, k), wa));
-                a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(bc(p3, k), wa));
-            }
-        }
-        // SAFETY: p * n + b * 8 + 8 <= 4 * n <= acc.len().
-        unsafe {
-            for (p, r) in [a0, a1, a2, a3].into_iter().enumerate() {
-                _mm256_storeu_si256(ap.add(p * n + b * 8) as *mut __m256i, r);
-            }
         }
     }
 }
@@ -374,40 +300,13 @@ unsafe fn requant_avx2(acc: &[i32], q: &RequantVec, zp: i32, lo: i32, hi: i32, o
         // SAFETY: j + 8 <= n <= s.len() (checked by the caller).
         unsafe { _mm256_loadu_si256(s.as_ptr().add(j) as *const __m256i) }
     };
-    let one = _mm256_set1_epi32(1);
-    let imax = _mm256_set1_epi32(i32::MAX);
-    let imin = _mm256_set1_epi32(i32::MIN);
-    let nudge = _mm256_set1_epi64x(1 << 30);
-    let even64 = _mm256_set1_epi64x(1);
     let cap_hi = _mm256_set1_epi32(1 << 24);
     let cap_lo = _mm256_set1_epi32(-(1 << 24));
     let (vzp, vlo, vhi) = (_mm256_set1_epi32(zp), _mm256_set1_epi32(lo), _mm256_set1_epi32(hi));
     let mut j = 0;
     while j < n {
         let x = _mm256_add_epi32(ld(acc, j), ld(&q.bias, j));
-        let (m, left, right) = (ld(&q.mult, j), ld(&q.left, j), ld(&q.right, j));
-        // Saturating left shift.
-        let sh = _mm256_sllv_epi32(x, left);
-        let ok = _mm256_cmpeq_epi32(_mm256_srav_epi32(sh, left), x);
-        let sat = _mm256_blendv_epi8(imax, imin, _mm256_srai_epi32(x, 31));
-        let x = _mm256_blendv_epi8(sat, sh, ok);
-        // Rounding doubling high multiply, multiplier >= 0: sign from x, magnitude via u64.
-        let neg = _mm256_srai_epi32(x, 31);
-        let ax = _mm256_abs_epi32(x);
-        let n1 = _mm256_and_si256(neg, one);
-        let pe = _mm256_mul_epu32(ax, m);
-        let po = _mm256_mul_epu32(_mm256_srli_epi64(ax, 32), _mm256_srli_epi64(m, 32));
-        let ne = _mm256_and_si256(n1, even64);
-        let no = _mm256_srli_epi64(n1, 32);
-        let re = _mm256_srli_epi64(_mm256_add_epi64(pe, _mm256_sub_epi64(nudge, ne)), 31);
-        let ro = _mm256_srli_epi64(_mm256_add_epi64(po, _mm256_sub_epi64(nudge, no)), 31);
-        let r = _mm256_blend_epi32(re, _mm256_slli_epi64(ro, 32), 0b1010_1010);
-        let y = _mm256_sub_epi32(_mm256_xor_si256(r, neg), neg);
-        // Rounding divide by 2^right, half away from zero.
-        let mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, right), one);
-        let rem = _mm256_and_si256(y, mask);
-        let thr = _mm256_add_epi32(_mm256_srli_epi32(mask, 1), _mm256_and_si256(_mm256_srai_epi32(y, 31), one));
-        let z = _mm256_add_epi32(_mm256_srav_epi32(y, right), _mm256_and_si256(_mm256_cmpgt_epi32(rem, thr), one));
+        let z = apply8(x, ld(&q.mult, j), ld(&q.left, j), ld(&q.right, j), true);
         // |z| beyond 2^24 clamps to the same int8 either way, so capping first makes the
         // zero-point add exact without saturation.
         let z = _mm256_min_epi32(_mm256_max_epi32(z, cap_lo), cap_hi);
@@ -421,6 +320,348 @@ unsafe fn requant_avx2(acc: &[i32], q: &RequantVec, zp: i32, lo: i32, hi: i32, o
             out[j + k] = *b as i8;
         }
         j += 8;
+    }
+}
+
+/// [`crate::quant::Requant::apply`] of `x` on 8 lanes: saturating left shift (skipped when
+/// `any_left` is false, i.e. every `left` lane is 0), rounding doubling high multiply by a
+/// non-negative Q31 multiplier, rounding divide by `2^right`.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2")]
+fn apply8(x: std::arch::x86_64::__m256i, m: std::arch::x86_64::__m256i, left: std::arch::x86_64::__m256i, right: std::arch::x86_64::__m256i, any_left: bool) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::*;
+    let one = _mm256_set1_epi32(1);
+    let x = if any_left {
+        let sh = _mm256_sllv_epi32(x, left);
+        let ok = _mm256_cmpeq_epi32(_mm256_srav_epi32(sh, left), x);
+        let sat = _mm256_blendv_epi8(_mm256_set1_epi32(i32::MAX), _mm256_set1_epi32(i32::MIN), _mm256_srai_epi32(x, 31));
+        _mm256_blendv_epi8(sat, sh, ok)
+    } else {
+        x
+    };
+    // Rounding doubling high multiply, multiplier >= 0: sign from x, magnitude via u64.
+    let nudge = _mm256_set1_epi64x(1 << 30);
+    let neg = _mm256_srai_epi32(x, 31);
+    let ax = _mm256_abs_epi32(x);
+    let n1 = _mm256_and_si256(neg, one);
+    let pe = _mm256_mul_epu32(ax, m);
+    let po = _mm256_mul_epu32(_mm256_srli_epi64(ax, 32), _mm256_srli_epi64(m, 32));
+    let ne = _mm256_and_si256(n1, _mm256_set1_epi64x(1));
+    let no = _mm256_srli_epi64(n1, 32);
+    let re = _mm256_srli_epi64(_mm256_add_epi64(pe, _mm256_sub_epi64(nudge, ne)), 31);
+    let ro = _mm256_srli_epi64(_mm256_add_epi64(po, _mm256_sub_epi64(nudge, no)), 31);
+    let r = _mm256_blend_epi32(re, _mm256_slli_epi64(ro, 32), 0b1010_1010);
+    let y = _mm256_sub_epi32(_mm256_xor_si256(r, neg), neg);
+    // Rounding divide by 2^right, half away from zero.
+    let mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, right), one);
+    let rem = _mm256_and_si256(y, mask);
+    let thr = _mm256_add_epi32(_mm256_srli_epi32(mask, 1), _mm256_and_si256(_mm256_srai_epi32(y, 31), one));
+    _mm256_add_epi32(_mm256_srav_epi32(y, right), _mm256_and_si256(_mm256_cmpgt_epi32(rem, thr), one))
+}
+
+/// One output row of a depthwise convolution with AVX2, the same contract as
+/// [`crate::avx512::depthwise_row`] (inputs padded with the zero point, `-zp Σ w` folded into
+/// the bias, [`crate::avx512::pack_depthwise`] weights): pixel `p < n` reads its taps at
+/// `x[base + p * pstride + tapoff[t] ..][.. c]` and writes `c` channels to `out[p * c..]`.
+/// Panics when the CPU lacks AVX2 or a read or write would leave its slice.
+#[allow(clippy::too_many_arguments)] // reason: one call per output row.
+pub fn depthwise_row_avx2(x: &[i8], base: usize, pstride: usize, n: usize, g: &crate::avx512::DwGeom, rq: &crate::avx512::Rq16, clamp: crate::avx512::Clamp, out: &mut [i8]) {
+    assert!(has_avx2(), "depthwise_row_avx2: no AVX2");
+    if n == 0 {
+        return;
+    }
+    assert!(base + (n - 1) * pstride + g.max_tapoff + g.cpad <= x.len(), "depthwise_row_avx2: input read outside x");
+    assert!(g.w.len() >= g.tapoff.len() * g.cpad && rq.len() >= g.cpad && g.c <= g.cpad && g.cpad.is_multiple_of(8), "depthwise_row_avx2: weights or constants too short");
+    assert!(out.len() >= n * g.c, "depthwise_row_avx2: output too short");
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX2 present (asserted); 8-byte reads at channel `c0 < c` (a multiple of 8, so
+    // `c0 + 8 <= cpad`) stay below `base + (n-1) pstride + max_tapoff + cpad <= x.len()`;
+    // weights and constants cover `cpad` lanes per tap; pixel `p < n` stores `min(8, c - c0)`
+    // bytes at `p c + c0`, inside `out` (asserted `n c` bytes).
+    unsafe {
+        if g.tapoff.len() == 9 && g.s1k3 && pstride == g.c {
+            dw8_s1k3(x, base, n, g, rq, clamp, out)
+        } else {
+            dw8_any(x, base, pstride, n, g, rq, clamp, out)
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+struct Rq8 {
+    bias: std::arch::x86_64::__m256i,
+    mult: std::arch::x86_64::__m256i,
+    left: std::arch::x86_64::__m256i,
+    right: std::arch::x86_64::__m256i,
+    any_left: bool,
+    lo_m_zp: std::arch::x86_64::__m256i,
+    hi_m_zp: std::arch::x86_64::__m256i,
+    zp: std::arch::x86_64::__m256i,
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2")]
+fn rq8(rq: &crate::avx512::Rq16, ch: usize, c: crate::avx512::Clamp) -> Rq8 {
+    use std::arch::x86_64::*;
+    assert!(ch + 8 <= rq.len());
+    // SAFETY: `ch + 8 <= len` for every array (all have `rq.len()` entries).
+    let ld = |v: &[i32]| unsafe { _mm256_loadu_si256(v.as_ptr().add(ch) as *const __m256i) };
+    Rq8 {
+        bias: ld(&rq.bias),
+        mult: ld(&rq.mult),
+        left: ld(&rq.left),
+        right: ld(&rq.right),
+        any_left: rq.any_left,
+        lo_m_zp: _mm256_set1_epi32(c.lo - c.zp),
+        hi_m_zp: _mm256_set1_epi32(c.hi - c.zp),
+        zp: _mm256_set1_epi32(c.zp),
+    }
+}
+
+/// Requantises `acc + bias`, clamps, and stores `lanes <= 8` bytes at `dst`.
+///
+/// # Safety
+/// `dst` is valid for `lanes` bytes of writes and the CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn store8(acc: std::arch::x86_64::__m256i, k: &Rq8, dst: *mut i8, lanes: usize) {
+    use std::arch::x86_64::*;
+    let z = apply8(_mm256_add_epi32(acc, k.bias), k.mult, k.left, k.right, k.any_left);
+    let z = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(z, k.lo_m_zp), k.hi_m_zp), k.zp);
+    // Lanes are in [-128, 127]: the saturating packs are exact; 128-bit lanes interleave, so
+    // bytes 0..4 and 16..20 hold channels 0..4 and 4..8.
+    let p16 = _mm256_packs_epi32(z, z);
+    let p8 = _mm256_packs_epi16(p16, p16);
+    let lo4 = _mm256_cvtsi256_si32(p8) as u32 as u64;
+    let hi4 = _mm256_extract_epi32::<4>(p8) as u32 as u64;
+    let v = lo4 | (hi4 << 32);
+    if lanes == 8 {
+        // SAFETY: the caller guarantees 8 writable bytes at `dst`.
+        unsafe { std::ptr::write_unaligned(dst as *mut u64, v.to_le()) };
+    } else {
+        for (i, b) in v.to_le_bytes().into_iter().take(lanes).enumerate() {
+            // SAFETY: `i < lanes`, writable by the caller's guarantee.
+            unsafe { dst.add(i).write(b as i8) };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)] // reason: the row's whole context, passed once.
+#[target_feature(enable = "avx2")]
+unsafe fn dw8_any(x: &[i8], base: usize, ps: usize, n: usize, g: &crate::avx512::DwGeom, rq: &crate::avx512::Rq16, c: crate::avx512::Clamp, out: &mut [i8]) {
+    use std::arch::x86_64::*;
+    // SAFETY (whole function): bounds were checked by `depthwise_row_avx2`.
+    let xp = unsafe { x.as_ptr().add(base) };
+    let op = out.as_mut_ptr();
+    let mut c0 = 0;
+    while c0 < g.c {
+        let k = rq8(rq, c0, c);
+        let lanes = (g.c - c0).min(8);
+        for p in 0..n {
+            let px = unsafe { xp.add(p * ps + c0) };
+            let mut acc = _mm256_setzero_si256();
+            for (t, &o) in g.tapoff.iter().enumerate() {
+                let v = _mm256_cvtepi8_epi32(unsafe { _mm_loadl_epi64(px.add(o) as *const __m128i) });
+                let wv = unsafe { _mm256_loadu_si256(g.w.as_ptr().add(t * g.cpad + c0) as *const __m256i) };
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(v, wv));
+            }
+            unsafe { store8(acc, &k, op.add(p * g.c + c0), lanes) };
+        }
+        c0 += 8;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)] // reason: the row's whole context, passed once.
+#[target_feature(enable = "avx2")]
+unsafe fn dw8_s1k3(x: &[i8], base: usize, n: usize, g: &crate::avx512::DwGeom, rq: &crate::avx512::Rq16, c: crate::avx512::Clamp, out: &mut [i8]) {
+    use std::arch::x86_64::*;
+    let (r1, r2) = (g.tapoff[3], g.tapoff[6]);
+    // SAFETY (whole function): bounds were checked by `depthwise_row_avx2`; column `p + 2` of
+    // rows 0..3 is tap (ky, 2) of pixel `p`, inside the checked range.
+    let xp = unsafe { x.as_ptr().add(base) };
+    let op = out.as_mut_ptr();
+    let col = |px: *const i8| unsafe {
+        [
+            _mm256_cvtepi8_epi32(_mm_loadl_epi64(px as *const __m128i)),
+            _mm256_cvtepi8_epi32(_mm_loadl_epi64(px.add(r1) as *const __m128i)),
+            _mm256_cvtepi8_epi32(_mm_loadl_epi64(px.add(r2) as *const __m128i)),
+        ]
+    };
+    let mut c0 = 0;
+    while c0 < g.c {
+        let wv: [__m256i; 9] = std::array::from_fn(|t| unsafe { _mm256_loadu_si256(g.w.as_ptr().add(t * g.cpad + c0) as *const __m256i) });
+        let k = rq8(rq, c0, c);
+        let lanes = (g.c - c0).min(8);
+        let px = unsafe { xp.add(c0) };
+        let mut a = col(px);
+        let mut b = col(unsafe { px.add(g.c) });
+        for p in 0..n {
+            let cc = col(unsafe { px.add((p + 2) * g.c) });
+            let s0 = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(a[0], wv[0]), _mm256_madd_epi16(a[1], wv[3])), _mm256_madd_epi16(a[2], wv[6]));
+            let s1 = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(b[0], wv[1]), _mm256_madd_epi16(b[1], wv[4])), _mm256_madd_epi16(b[2], wv[7]));
+            let s2 = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(cc[0], wv[2]), _mm256_madd_epi16(cc[1], wv[5])), _mm256_madd_epi16(cc[2], wv[8]));
+            unsafe { store8(_mm256_add_epi32(_mm256_add_epi32(s0, s1), s2), &k, op.add(p * g.c + c0), lanes) };
+            a = b;
+            b = cc;
+        }
+        c0 += 8;
+    }
+}
+
+/// `out[i] = table[(a[i] + 128) * 256 + (b[i] + 128)]` for every `i < out.len()` with 8-lane
+/// AVX2 gathers (the element-wise add through its exact 64K table). Panics when the CPU lacks
+/// AVX2, the table is shorter than 65536 + 3 bytes or an input is shorter than `out`.
+pub fn lookup2_avx2(a: &[i8], b: &[i8], table: &[i8], out: &mut [i8]) {
+    assert!(has_avx2(), "lookup2_avx2: no AVX2");
+    assert!(table.len() >= 65536 + 3, "lookup2_avx2: the table needs 65536 entries and 3 readable bytes after them");
+    assert!(a.len() >= out.len() && b.len() >= out.len(), "lookup2_avx2: inputs shorter than the output");
+    let n8 = out.len() / 8 * 8;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX2 present (asserted); 8-byte loads and stores at `i + 8 <= n8 <= out.len()`
+    // stay inside `a`, `b` and `out`; every gathered index is below 65536 and reads 4 bytes,
+    // inside `table` (asserted 65539 bytes).
+    unsafe {
+        lookup2_avx2_body(a, b, table, out, n8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let n8 = 0;
+    for i in n8..out.len() {
+        out[i] = table[((i32::from(a[i]) + 128) as usize) << 8 | (i32::from(b[i]) + 128) as usize];
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn lookup2_avx2_body(a: &[i8], b: &[i8], table: &[i8], out: &mut [i8], n8: usize) {
+    use std::arch::x86_64::*;
+    let flip = _mm_set1_epi8(i8::MIN);
+    let low = _mm256_set1_epi32(0xFF);
+    let tp = table.as_ptr() as *const i32;
+    let mut i = 0;
+    while i < n8 {
+        // SAFETY: `i + 8 <= n8`, inside both inputs and the output (checked by the caller).
+        let (va, vb) = unsafe { (_mm_loadl_epi64(a.as_ptr().add(i) as *const __m128i), _mm_loadl_epi64(b.as_ptr().add(i) as *const __m128i)) };
+        let ia = _mm256_cvtepu8_epi32(_mm_xor_si128(va, flip));
+        let ib = _mm256_cvtepu8_epi32(_mm_xor_si128(vb, flip));
+        let idx = _mm256_or_si256(_mm256_slli_epi32::<8>(ia), ib);
+        // SAFETY: idx < 65536 and the table has 3 bytes of slack after entry 65535.
+        let v = _mm256_and_si256(unsafe { _mm256_i32gather_epi32::<1>(tp, idx) }, low);
+        // Lanes hold 0..=255: the unsigned packs are exact; bytes 0..4 and 16..20 are the
+        // 8 results (128-bit lanes interleave).
+        let p16 = _mm256_packus_epi32(v, v);
+        let p8 = _mm256_packus_epi16(p16, p16);
+        let w = (_mm256_cvtsi256_si32(p8) as u32 as u64) | ((_mm256_extract_epi32::<4>(p8) as u32 as u64) << 32);
+        // SAFETY: as above.
+        unsafe { std::ptr::write_unaligned(out.as_mut_ptr().add(i) as *mut u64, w.to_le()) };
+        i += 8;
+    }
+}
+
+/// Pixels per AVX2 dense tile.
+pub const TILE2: usize = 4;
+
+/// A dense (or grouped) convolution over a padded `i16` input holding `x - zp` (padding 0),
+/// prepared for [`dense_tile_avx2`].
+#[derive(Clone, Debug)]
+pub struct Dense8Geom {
+    /// Element offset of each tap from a pixel's base.
+    pub tapoff: Vec<usize>,
+    /// Largest tap offset.
+    pub max_tapoff: usize,
+    /// Pairs of input channels read per tap.
+    pub q2: usize,
+    /// Blocks of 8 output channels.
+    pub blocks: usize,
+    /// Output channels of the group.
+    pub ocg: usize,
+}
+
+/// Packs one group's OHWI weights (`ocg x taps x icg`) into the [`dense_tile_avx2`] layout:
+/// `[block][tap * q2 + pair][8 lanes][2]` i16, zero beyond `ocg` and `icg`.
+pub fn pack_dense8(w: &[i8], ocg: usize, taps: usize, icg: usize) -> Vec<i16> {
+    let q2 = icg.div_ceil(2);
+    let blocks = ocg.div_ceil(8);
+    let kq = taps * q2;
+    let mut out = vec![0i16; blocks * kq * 16];
+    for o in 0..ocg {
+        let (b, lane) = (o / 8, o % 8);
+        for t in 0..taps {
+            for i in 0..icg {
+                out[((b * kq + t * q2 + i / 2) * 8 + lane) * 2 + i % 2] = i16::from(w[(o * taps + t) * icg + i]);
+            }
+        }
+    }
+    out
+}
+
+/// Computes `n <= 4` output pixels of one group with AVX2 (`vpmaddwd`, exact): pixel `p`
+/// reads its taps at `x[bases[p] + tapoff[t] ..][.. 2 * q2]`, multiplies by the packed
+/// weights `w` ([`pack_dense8`]), requantises with `rq` (bias as prepared: no zero-point term,
+/// the input already holds `x - zp`) and `clamp`, and writes its `ocg` channels to
+/// `out[outs[p]..]`. Panics when the CPU lacks AVX2 or a read or write would leave its slice.
+#[allow(clippy::too_many_arguments)] // reason: one call per tile; a struct would be rebuilt per tile.
+pub fn dense_tile_avx2(x: &[i16], bases: &[usize; TILE2], n: usize, g: &Dense8Geom, w: &[i16], rq: &crate::avx512::Rq16, clamp: crate::avx512::Clamp, out: &mut [i8], outs: &[usize; TILE2]) {
+    let taps = g.tapoff.len();
+    assert!((1..=TILE2).contains(&n) && has_avx2(), "dense_tile_avx2: bad tile or no AVX2");
+    let maxb = bases.iter().max().copied().unwrap_or(0);
+    assert!(maxb + g.max_tapoff + 2 * g.q2 <= x.len(), "dense_tile_avx2: input read outside x");
+    assert!(w.len() >= g.blocks * taps * g.q2 * 16 && rq.len() >= g.blocks * 8 && g.ocg <= g.blocks * 8, "dense_tile_avx2: weights or constants too short");
+    assert!(outs[..n].iter().all(|&o| o + g.ocg <= out.len()), "dense_tile_avx2: output write outside out");
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut b0 = 0;
+        while b0 < g.blocks {
+            // SAFETY: AVX2 present (asserted); every input read is below
+            // `maxb + max_tapoff + 2 q2 <= x.len()`, weights and constants cover `blocks`
+            // blocks, and each store writes at most `ocg - 8 b` channels from `outs[p] + 8 b`,
+            // inside `out` (asserted).
+            unsafe {
+                if g.blocks - b0 >= 2 {
+                    dense8_pass::<2>(x, bases, n, g, w, rq, clamp, out, outs, b0);
+                } else {
+                    dense8_pass::<1>(x, bases, n, g, w, rq, clamp, out, outs, b0);
+                }
+            }
+            b0 += 2;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)] // reason: the tile's whole context, passed once.
+#[target_feature(enable = "avx2")]
+unsafe fn dense8_pass<const B: usize>(x: &[i16], bases: &[usize; TILE2], n: usize, g: &Dense8Geom, w: &[i16], rq: &crate::avx512::Rq16, c: crate::avx512::Clamp, out: &mut [i8], outs: &[usize; TILE2], b0: usize) {
+    use std::arch::x86_64::*;
+    let kq = g.tapoff.len() * g.q2;
+    let xp = x.as_ptr();
+    // SAFETY (whole function): bounds were checked by `dense_tile_avx2`.
+    let mut wt = unsafe { w.as_ptr().add(b0 * kq * 16) };
+    let mut acc = [[_mm256_setzero_si256(); B]; TILE2];
+    for &off in &g.tapoff {
+        let ptrs: [*const i16; TILE2] = std::array::from_fn(|p| unsafe { xp.add(bases[p] + off) });
+        for i in 0..g.q2 {
+            let wv: [__m256i; B] = std::array::from_fn(|b| unsafe { _mm256_loadu_si256(wt.add(b * kq * 16 + i * 16) as *const __m256i) });
+            for p in 0..TILE2 {
+                let a = _mm256_set1_epi32(unsafe { std::ptr::read_unaligned(ptrs[p].add(2 * i) as *const i32) });
+                for b in 0..B {
+                    acc[p][b] = _mm256_add_epi32(acc[p][b], _mm256_madd_epi16(a, wv[b]));
+                }
+            }
+        }
+        wt = unsafe { wt.add(g.q2 * 16) };
+    }
+    let op = out.as_mut_ptr();
+    for (b, ch) in (b0..b0 + B).map(|blk| blk * 8).enumerate() {
+        let k = rq8(rq, ch, c);
+        let lanes = g.ocg.saturating_sub(ch).min(8);
+        for p in 0..n {
+            unsafe { store8(acc[p][b], &k, op.add(outs[p] + ch), lanes) };
+        }
     }
 }
 
@@ -453,19 +694,19 @@ mod tests {
         }
 
         #[test]
-        fn avx2_indirect_gemm_equals_portable(taps in 1usize..10, seg_half in 1usize..20, blocks in 1usize..5, seed in any::<u64>()) {
-            let seg2 = 2 * seg_half;
+        fn avx2_table_lookup_equals_indexing(a in prop::collection::vec(any::<i8>(), 0..70), seed in any::<u64>()) {
+            if !has_avx2() {
+                eprintln!("skipped: this CPU lacks AVX2, so the AVX2 lookup cannot run here");
+                return Ok(());
+            }
+            let b: Vec<i8> = a.iter().rev().map(|&v| v.wrapping_mul(3)).collect();
             let mut s = seed | 1;
-            let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
-            // Segments at scattered offsets (overlapping is fine: read-only).
-            let x: Vec<i16> = (0..64 + seg2 * 6).map(|_| (next() % 511) as i16 - 255).collect();
-            let offs: Vec<usize> = (0..4 * taps).map(|_| next() as usize % (x.len() - seg2 + 1)).collect();
-            let w: Vec<i16> = (0..blocks * taps * seg2 * 8).map(|_| (next() % 256) as i16 - 128).collect();
-            let mut a = vec![0i32; 4 * blocks * 8];
-            let mut b = vec![0i32; 4 * blocks * 8];
-            gemm_indirect(true, &x, &offs, taps, seg2, &w, blocks, &mut a);
-            gemm_indirect(false, &x, &offs, taps, seg2, &w, blocks, &mut b);
-            prop_assert_eq!(a, b);
+            let table: Vec<i8> = (0..65536 + 3).map(|_| { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s as i8 }).collect();
+            let mut out = vec![0i8; a.len()];
+            lookup2_avx2(&a, &b, &table, &mut out);
+            for i in 0..a.len() {
+                prop_assert_eq!(out[i], table[((i32::from(a[i]) + 128) as usize) << 8 | (i32::from(b[i]) + 128) as usize], "element {}", i);
+            }
         }
     }
 

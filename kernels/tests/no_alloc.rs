@@ -5,7 +5,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use kernels::backend::Backend;
-use kernels::cpu::Cpu;
+use kernels::cpu::{Cpu, Isa};
 use kernels::plan::Candidates;
 use kernels::synth::{centernet_lite, random_frame};
 
@@ -40,8 +40,9 @@ fn run_does_not_allocate_after_prepare() {
     let frames: Vec<Vec<u8>> = (0..3).map(|i| random_frame(&plan, i)).collect();
     let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
     let mut out = vec![Candidates::with_capacity(plan.heads.max_candidates as usize); 3];
-    for threads in [1, 2] {
-        let mut be = Cpu::new(threads);
+    // Every instruction-set level the CPU has (`with_isa` caps at the detected one).
+    for (threads, isa) in [1, 2].into_iter().flat_map(|t| [Isa::Avx512, Isa::Avx2, Isa::Portable].map(|i| (t, i))) {
+        let mut be = Cpu::with_isa(threads, isa);
         let mut p = be.prepare(&plan, 3).unwrap();
         be.run(&mut p, &refs, &mut out).unwrap();
         let before = ALLOCS.load(Ordering::SeqCst);
@@ -49,7 +50,7 @@ fn run_does_not_allocate_after_prepare() {
             be.run(&mut p, &refs, &mut out).unwrap();
         }
         let after = ALLOCS.load(Ordering::SeqCst);
-        assert_eq!(after - before, 0, "{} allocations during 5 runs on {threads} threads", after - before);
+        assert_eq!(after - before, 0, "{} allocations during 5 runs on {threads} threads ({:?})", after - before, be.isa());
     }
     assert!(out.iter().any(|o| !o.is_empty()), "the plan produced no candidates; the test would prove little");
 }

@@ -229,6 +229,11 @@ impl WgslContext {
         }
     }
 
+    /// How long one frame may wait for the device.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Waits for the queue to drain, bounded by the configured timeout.
     pub(crate) fn wait(&self, what: &str) -> Result<(), WgslError> {
         match self.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(self.timeout) }) {

@@ -126,6 +126,18 @@ impl Program {
                 state.store(if r.is_ok() { MAP_OK } else { MAP_FAILED }, Ordering::SeqCst);
             });
             self.ctx.wait("frame")?;
+            // The callback runs on whichever thread polls the device after the copy finishes.
+            // When another thread shares the device (tests run in parallel on one adapter), our
+            // wait can return while that thread is still running the callbacks it collected:
+            // poll again until ours has run, bounded by the frame timeout.
+            let deadline = std::time::Instant::now() + self.ctx.timeout();
+            while self.map_state.load(Ordering::SeqCst) == MAP_PENDING {
+                if std::time::Instant::now() >= deadline {
+                    return Err(WgslError::Timeout(self.ctx.timeout()));
+                }
+                std::thread::yield_now();
+                self.ctx.wait("frame")?;
+            }
             if self.map_state.load(Ordering::SeqCst) != MAP_OK {
                 self.ctx.check("reading back the output")?;
                 return Err(WgslError::Device { what: "reading back the output".into(), message: "map failed".into() });
