@@ -246,7 +246,7 @@ unsafe fn dense_pass<const B: usize>(x: &[i8], bases: &[usize; TILE], n: usize, 
                 }
             }
         }
-        wt = unsafe { wt.add(g.q4 * 64) };
+        wt = wt.wrapping_add(g.q4 * 64);
     }
     let (lo, hi, zp) = (_mm512_set1_epi32(c.lo - c.zp), _mm512_set1_epi32(c.hi - c.zp), _mm512_set1_epi32(c.zp));
     let op = out.as_mut_ptr();
@@ -255,6 +255,7 @@ unsafe fn dense_pass<const B: usize>(x: &[i8], bases: &[usize; TILE], n: usize, 
         let m: __mmask16 = if g.ocg >= ch + 16 { 0xFFFF } else { ((1u32 << (g.ocg - ch)) - 1) as u16 };
         for p in 0..n {
             let z = requant16(acc[p][b], &k, rq.any_left, lo, hi, zp);
+            // SAFETY: masked to the `ocg - ch` live lanes from `outs[p] + ch`; `outs[p] + ocg <= out.len()` (checked).
             unsafe { _mm512_mask_cvtsepi32_storeu_epi8(op.add(outs[p] + ch), m, z) };
         }
     }
@@ -330,6 +331,7 @@ unsafe fn dw_row<const T: usize>(x: &[i8], base: usize, ps: usize, n: usize, g: 
         let wv: [__m512i; T] = std::array::from_fn(|t| unsafe { _mm512_loadu_si512(g.w.as_ptr().add(t * g.cpad + c0) as *const _) });
         let k = rq_regs(rq, c0);
         let m: __mmask16 = if g.c >= c0 + 16 { 0xFFFF } else { ((1u32 << (g.c - c0)) - 1) as u16 };
+        // SAFETY: `c0 < c <= cpad`: inside the checked input range.
         let mut px = unsafe { xp.add(c0) };
         for p in 0..n {
             let mut acc = _mm512_setzero_si512();
@@ -338,8 +340,9 @@ unsafe fn dw_row<const T: usize>(x: &[i8], base: usize, ps: usize, n: usize, g: 
                 acc = _mm512_dpwssd_epi32(acc, v, wv[t]);
             }
             let z = requant16(acc, &k, rq.any_left, lo, hi, zp);
+            // SAFETY: masked to the `c - c0` live lanes at `p c + c0`, inside `n c <= out.len()` (checked).
             unsafe { _mm512_mask_cvtsepi32_storeu_epi8(op.add(p * g.c + c0), m, z) };
-            px = unsafe { px.add(ps) };
+            px = px.wrapping_add(ps);
         }
         c0 += 16;
     }
@@ -367,6 +370,7 @@ unsafe fn dw_row_s1k3(x: &[i8], base: usize, n: usize, g: &DwGeom, rq: &Rq16, c:
         let wv: [__m512i; 9] = std::array::from_fn(|t| unsafe { _mm512_loadu_si512(g.w.as_ptr().add(t * g.cpad + c0) as *const _) });
         let k = rq_regs(rq, c0);
         let m: __mmask16 = if g.c >= c0 + 16 { 0xFFFF } else { ((1u32 << (g.c - c0)) - 1) as u16 };
+        // SAFETY: `c0 < c <= cpad`: inside the checked input range.
         let px = unsafe { xp.add(c0) };
         let mut a = col(px);
         let mut b = col(unsafe { px.add(g.c) });
@@ -377,6 +381,7 @@ unsafe fn dw_row_s1k3(x: &[i8], base: usize, n: usize, g: &DwGeom, rq: &Rq16, c:
             let s2 = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(_mm512_madd_epi16(cc[0], wv[2]), cc[1], wv[5]), cc[2], wv[8]);
             let acc = _mm512_add_epi32(_mm512_add_epi32(s0, s1), s2);
             let z = requant16(acc, &k, rq.any_left, lo, hi, zp);
+            // SAFETY: masked to the `c - c0` live lanes at `p c + c0`, inside `n c <= out.len()` (checked).
             unsafe { _mm512_mask_cvtsepi32_storeu_epi8(op.add(p * g.c + c0), m, z) };
             a = b;
             b = cc;
@@ -398,14 +403,17 @@ unsafe fn dw_row_any(x: &[i8], base: usize, ps: usize, n: usize, g: &DwGeom, rq:
         let k = rq_regs(rq, c0);
         let m: __mmask16 = if g.c >= c0 + 16 { 0xFFFF } else { ((1u32 << (g.c - c0)) - 1) as u16 };
         for p in 0..n {
+            // SAFETY: pixel `p < n` at channel `c0 < c`: inside the range `depthwise_row` checked.
             let px = unsafe { xp.add(p * ps + c0) };
             let mut acc = _mm512_setzero_si512();
             for (t, &o) in g.tapoff.iter().enumerate() {
                 let v = _mm512_cvtepi8_epi32(unsafe { _mm_loadu_si128(px.add(o) as *const __m128i) });
+                // SAFETY: tap `t`, lanes `c0..c0 + 16 <= cpad`: inside the packed weights (checked).
                 let wv = unsafe { _mm512_loadu_si512(g.w.as_ptr().add(t * g.cpad + c0) as *const _) };
                 acc = _mm512_dpwssd_epi32(acc, v, wv);
             }
             let z = requant16(acc, &k, rq.any_left, lo, hi, zp);
+            // SAFETY: masked to the `c - c0` live lanes at `p c + c0`, inside `n c <= out.len()` (checked).
             unsafe { _mm512_mask_cvtsepi32_storeu_epi8(op.add(p * g.c + c0), m, z) };
         }
         c0 += 16;

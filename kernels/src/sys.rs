@@ -462,13 +462,16 @@ unsafe fn dw8_any(x: &[i8], base: usize, ps: usize, n: usize, g: &crate::avx512:
         let k = rq8(rq, c0, c);
         let lanes = (g.c - c0).min(8);
         for p in 0..n {
+            // SAFETY: pixel `p < n` at channel `c0 < c`: inside the range `depthwise_row_avx2` checked.
             let px = unsafe { xp.add(p * ps + c0) };
             let mut acc = _mm256_setzero_si256();
             for (t, &o) in g.tapoff.iter().enumerate() {
                 let v = _mm256_cvtepi8_epi32(unsafe { _mm_loadl_epi64(px.add(o) as *const __m128i) });
+                // SAFETY: tap `t`, lanes `c0..c0 + 8 <= cpad`: inside the packed weights (checked).
                 let wv = unsafe { _mm256_loadu_si256(g.w.as_ptr().add(t * g.cpad + c0) as *const __m256i) };
                 acc = _mm256_add_epi32(acc, _mm256_madd_epi16(v, wv));
             }
+            // SAFETY: `p c + c0 + lanes <= n c <= out.len()` (checked).
             unsafe { store8(acc, &k, op.add(p * g.c + c0), lanes) };
         }
         c0 += 8;
@@ -497,6 +500,7 @@ unsafe fn dw8_s1k3(x: &[i8], base: usize, n: usize, g: &crate::avx512::DwGeom, r
         let wv: [__m256i; 9] = std::array::from_fn(|t| unsafe { _mm256_loadu_si256(g.w.as_ptr().add(t * g.cpad + c0) as *const __m256i) });
         let k = rq8(rq, c0, c);
         let lanes = (g.c - c0).min(8);
+        // SAFETY: `c0 < c <= cpad`: inside the checked input range.
         let px = unsafe { xp.add(c0) };
         let mut a = col(px);
         let mut b = col(unsafe { px.add(g.c) });
@@ -505,6 +509,7 @@ unsafe fn dw8_s1k3(x: &[i8], base: usize, n: usize, g: &crate::avx512::DwGeom, r
             let s0 = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(a[0], wv[0]), _mm256_madd_epi16(a[1], wv[3])), _mm256_madd_epi16(a[2], wv[6]));
             let s1 = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(b[0], wv[1]), _mm256_madd_epi16(b[1], wv[4])), _mm256_madd_epi16(b[2], wv[7]));
             let s2 = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(cc[0], wv[2]), _mm256_madd_epi16(cc[1], wv[5])), _mm256_madd_epi16(cc[2], wv[8]));
+            // SAFETY: `p c + c0 + lanes <= n c <= out.len()` (checked).
             unsafe { store8(_mm256_add_epi32(_mm256_add_epi32(s0, s1), s2), &k, op.add(p * g.c + c0), lanes) };
             a = b;
             b = cc;
@@ -653,13 +658,14 @@ unsafe fn dense8_pass<const B: usize>(x: &[i16], bases: &[usize; TILE2], n: usiz
                 }
             }
         }
-        wt = unsafe { wt.add(g.q2 * 16) };
+        wt = wt.wrapping_add(g.q2 * 16);
     }
     let op = out.as_mut_ptr();
     for (b, ch) in (b0..b0 + B).map(|blk| blk * 8).enumerate() {
         let k = rq8(rq, ch, c);
         let lanes = g.ocg.saturating_sub(ch).min(8);
         for p in 0..n {
+            // SAFETY: `outs[p] + ch + lanes <= outs[p] + ocg <= out.len()` (checked).
             unsafe { store8(acc[p][b], &k, op.add(outs[p] + ch), lanes) };
         }
     }
